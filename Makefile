@@ -1,0 +1,54 @@
+# gate_pipeline — `make run` and `make test` are all a newcomer needs (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/var/dagster_home
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+.PHONY: setup run test ui ui-readonly bench lint browser-deps sample
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## Materialize the whole DAG on the bundled sample artifacts and print where the outputs are.
+run: setup
+	$(VENV)/bin/gate-pipeline run
+
+## Headless Chromium for the UI tests (Debian's package; no browser downloads).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: install Debian's chromium package for the browser tests"; fi; }
+
+## The whole test suite (unit, S3 on a loopback moto server, Dagster services, browser).
+test: setup browser-deps
+	$(PY) -m pytest
+
+## Dagster UI on the sample (materialized first if it never was), bound to $(UI_HOST):$(UI_PORT).
+ui: setup
+	@test -f var/outputs/rollout_series.csv || $(VENV)/bin/gate-pipeline run
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+## A read-only UI for viewers: no launching, no sensor toggling.
+ui-readonly: setup
+	$(VENV)/bin/dagster-webserver -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT) --read-only
+
+bench: setup
+	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+## Regenerate the bundled sample (deterministic; a test checks it matches).
+sample: setup
+	rm -rf gate_pipeline/sample_artifacts && $(PY) -m gate_pipeline.synthetic --sample --out gate_pipeline/sample_artifacts

@@ -1,0 +1,143 @@
+"""pandera models: one DataFrameModel per table, a description on every field.
+
+Validated at the asset boundary with `lazy=True` so every failure is reported at once.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+_OUTCOMES = ["PASS", "COMMENT", "WARN", "FAIL"]
+_JSON_ARRAY = r"^\[.*\]$"
+_JSON_OBJECT = r"^\{.*\}$"
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
+class RunTable(pa.DataFrameModel):
+    """One row per accepted CI run of one day (daily partition), joining its three artifact files."""
+
+    run_id: Series[str] = pa.Field(unique=True, description="Run id from gate_result.json, else the run folder name.")
+    run_id_source: Series[str] = pa.Field(isin=["file", "folder"], description="Where run_id came from.")
+    timestamp: Series[pd.DatetimeTZDtype] = pa.Field(
+        dtype_kwargs={"unit": "ns", "tz": "UTC"},
+        description="Run finish time (UTC) from gate_result.json, else midnight of the date folder.",
+    )
+    timestamp_source: Series[str] = pa.Field(
+        isin=["file", "date_folder"], description="Where timestamp came from."
+    )
+    date: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$", description="Date folder = partition key.")
+    run_path: Series[str] = pa.Field(unique=True, description="Run folder relative to the artifacts root.")
+    policy_hash: Series[str] = pa.Field(nullable=True, description="Policy version hash; null if missing/invalid.")
+    outcome: Series[str] = pa.Field(
+        nullable=True, isin=_OUTCOMES, description="Gate outcome, upper-cased; null if missing/invalid."
+    )
+    unknown_rate: Series[float] = pa.Field(
+        nullable=True, ge=0.0, le=1.0, description="Fraction of the gate's checks that ended unknown (0..1)."
+    )
+    top_reasons: Series[str] = pa.Field(
+        str_matches=_JSON_ARRAY, description="Most frequent unknown reasons, most frequent first (JSON array)."
+    )
+    policy_state: Series[str] = pa.Field(nullable=True, description="drift_report policy_state, lower-cased.")
+    stratum: Series[str] = pa.Field(
+        isin=["pinned", "unpinned", "unknown"], description="Default stratum from policy_state."
+    )
+    drift_schema_version: Series[str] = pa.Field(nullable=True, description="drift_report schema_version.")
+    warn_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report WARN_count.")
+    fail_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report FAIL_count.")
+    unknown_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report Unknown_count.")
+    overrides_count: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, ge=0, description="drift_report Overrides_count (manual overrides in the run)."
+    )
+    unknown_causes: Series[str] = pa.Field(
+        str_matches=_JSON_OBJECT, description="drift_report unknown causes {cause: count} (JSON object)."
+    )
+    metrics: Series[str] = pa.Field(
+        str_matches=_JSON_OBJECT, description="metrics.json content, canonical JSON with sorted keys."
+    )
+    has_drift_report: Series[bool] = pa.Field(description="Whether a usable drift_report.json was present.")
+    has_metrics: Series[bool] = pa.Field(description="Whether a usable metrics.json was present.")
+    field_issues: Series[str] = pa.Field(
+        str_matches=_JSON_ARRAY, description="Unknown classes from ingestion naming missing/invalid fields."
+    )
+    gate_sha256: Series[str] = pa.Field(str_matches=_SHA256, description="sha256 of gate_result.json bytes.")
+    drift_sha256: Series[str] = pa.Field(nullable=True, description="sha256 of drift_report.json bytes.")
+    metrics_sha256: Series[str] = pa.Field(nullable=True, description="sha256 of metrics.json bytes.")
+    duplicate_count: Series[int] = pa.Field(ge=1, description="Copies of this run_id discovered (1 = unique).")
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class QuarantinedFiles(pa.DataFrameModel):
+    """One row per quarantined file or run: nothing bad is dropped silently."""
+
+    date: Series[str] = pa.Field(description="Date folder (partition key).")
+    path: Series[str] = pa.Field(description="File or run folder path relative to the artifacts root.")
+    run_path: Series[str] = pa.Field(description="Run folder the file belongs to.")
+    file_kind: Series[str] = pa.Field(
+        isin=["gate_result", "drift_report", "metrics", "run"], description="Artifact kind, or run."
+    )
+    sha256: Series[str] = pa.Field(nullable=True, description="sha256 of the bytes read (null if unread).")
+    size_bytes: Series[int] = pa.Field(ge=0, description="File size in bytes (0 for run rows).")
+    reason: Series[str] = pa.Field(
+        isin=[
+            "empty",
+            "not_utf8",
+            "not_json",
+            "not_object",
+            "too_large",
+            "unreadable",
+            "missing_gate_result",
+            "gate_result_quarantined",
+            "duplicate_run_id",
+        ],
+        description="Why it was quarantined.",
+    )
+    detail: Series[str] = pa.Field(description="Human detail (parser message, size, winning duplicate).")
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class RolloutSeries(pa.DataFrameModel):
+    """The rollout time series: one row per run over all days, sorted by (timestamp, run_id)."""
+
+    run_id: Series[str] = pa.Field(unique=True, description="Run id (unique across all days).")
+    timestamp: Series[str] = pa.Field(description="UTC ISO-8601 timestamp (…Z).")
+    date: Series[str] = pa.Field(description="Date folder.")
+    policy_hash: Series[str] = pa.Field(nullable=True, description="Policy version hash.")
+    outcome: Series[str] = pa.Field(nullable=True, isin=_OUTCOMES, description="Gate outcome.")
+    unknown_rate: Series[float] = pa.Field(nullable=True, ge=0.0, le=1.0, description="Unknown rate 0..1.")
+    top_reasons: Series[str] = pa.Field(description="Top unknown reasons, `;`-joined, most frequent first.")
+    stratum: Series[str] = pa.Field(description="pinned / unpinned / unknown.")
+    warn_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report WARN_count.")
+    fail_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report FAIL_count.")
+    unknown_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report Unknown_count.")
+    overrides_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report Overrides_count.")
+    field_issues: Series[str] = pa.Field(description="Ingestion unknown classes, `;`-joined.")
+    run_path: Series[str] = pa.Field(description="Run folder relative to the artifacts root.")
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+def validate(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
+    """All schema failures at once (lazy); an empty list means the frame is valid."""
+    try:
+        model.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        cols = [c for c in ("schema_context", "column", "check", "failure_case", "index") if c in cases.columns]
+        return cases[cols].astype(str).to_dict("records")
+    return []
+
+
+def column_descriptions(model: type[pa.DataFrameModel]) -> list[tuple[str, str, str]]:
+    """(name, dtype, description) of every field, for the UI's table schema."""
+    schema = model.to_schema()
+    return [(name, str(col.dtype), col.description or "") for name, col in schema.columns.items()]

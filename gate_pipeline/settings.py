@@ -1,0 +1,133 @@
+"""Settings, built when Definitions load (never at import): environment + config/pipeline.yaml.
+
+| env var | meaning | default |
+|---|---|---|
+| CI_ARTIFACT_PATH | artifact root, local path or s3://bucket/prefix | the bundled sample artifacts |
+| GATE_PIPELINE_DATA | intermediate tables (parquet per partition) | <project>/var/data |
+| GATE_PIPELINE_OUT | published outputs | <project>/var/outputs |
+| GATE_PIPELINE_CONFIG | config folder (local or s3://) | <project>/config |
+S3 endpoint and credentials come from the standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gate_pipeline.lib.storage import Store, sha256_bytes
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_ARTIFACTS = PACKAGE_DIR / "sample_artifacts"
+
+
+def project_root() -> Path:
+    """The repo root for an editable install (where config/ lives), else the working directory."""
+    candidate = PACKAGE_DIR.parent
+    return candidate if (candidate / "pyproject.toml").exists() else Path.cwd()
+
+
+class ConfigError(ValueError):
+    """A config file is invalid; the message names the file, the key and the problem."""
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]).replace(".[", "[")
+        problems.append(f"{source}: {key or '<root>'}: {err['msg']}")
+    return "\n".join(problems)
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_file_bytes: int = Field(1_048_576, gt=0, description="Artifact files above this size are quarantined.")
+
+
+class PartitionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start_date: str = Field("2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition.")
+
+
+class SensorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lookback_days: int = Field(3, ge=0, description="Days back a sensor tick re-lists to see late arrivals.")
+    settle_seconds: int = Field(10, ge=0, description="A file younger than this is treated as still being written.")
+    interval_seconds: int = Field(30, ge=5, description="Minimum seconds between sensor ticks.")
+
+
+class PipelineConfig(BaseModel):
+    """config/pipeline.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    ingest: IngestSettings = IngestSettings()
+    partitions: PartitionSettings = PartitionSettings()
+    sensor: SensorSettings = SensorSettings()
+
+
+def load_pipeline_config(raw: bytes, source: str) -> PipelineConfig:
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: <root>: expected a mapping, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from exc
+
+
+class Settings(BaseModel):
+    """Where everything lives; one instance is built per Definitions load or CLI call."""
+
+    model_config = ConfigDict(frozen=True)
+    artifacts_url: str
+    data_url: str
+    outputs_url: str
+    config_url: str
+    storage_options: dict[str, Any] = {}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
+        env = os.environ if env is None else env
+        root = project_root()
+        values = {
+            "artifacts_url": env.get("CI_ARTIFACT_PATH") or str(SAMPLE_ARTIFACTS),
+            "data_url": env.get("GATE_PIPELINE_DATA"),
+            "outputs_url": env.get("GATE_PIPELINE_OUT") or str(root / "var" / "outputs"),
+            "config_url": env.get("GATE_PIPELINE_CONFIG") or str(root / "config"),
+        }
+        values.update({k: v for k, v in overrides.items() if v})
+        if not values["data_url"]:
+            # One data folder per artifact root, so switching roots never mixes their stored days.
+            slug = sha256_bytes(values["artifacts_url"].encode())[:12]
+            values["data_url"] = str(root / "var" / "data" / slug)
+        return cls(**values)
+
+    def store(self, url: str) -> Store:
+        return Store.at(url, self.storage_options)
+
+    def config_store(self) -> Store:
+        return self.store(self.config_url)
+
+    def read_config_file(self, name: str) -> tuple[bytes, str]:
+        """Raw bytes of a config file and its URL (for error messages and content hashes)."""
+        store = self.config_store()
+        return store.read_bytes(name), store.url(name)
+
+    def pipeline_config(self, env: Mapping[str, str] | None = None) -> PipelineConfig:
+        env = os.environ if env is None else env
+        store = self.config_store()
+        config = PipelineConfig()
+        if store.exists("pipeline.yaml"):
+            config = load_pipeline_config(*self.read_config_file("pipeline.yaml"))
+        if env.get("GATE_PIPELINE_START_DATE"):
+            # The CLI widens the partition range when artifacts start before the configured first day.
+            partitions = PartitionSettings(start_date=env["GATE_PIPELINE_START_DATE"])
+            config = config.model_copy(update={"partitions": partitions})
+        return config
