@@ -1,0 +1,36 @@
+"""Run the whole asset graph in-process on a tmp folder, the way the CLI does."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from gate_pipeline.settings import Settings, project_root
+
+REPO = project_root()
+SAMPLE = REPO / "gate_pipeline" / "sample_artifacts"
+CONFIG = REPO / "config"
+
+
+def settings_for(artifacts: Path | str, out: Path, config: Path | str = CONFIG) -> Settings:
+    return Settings(
+        artifacts_url=str(artifacts),
+        outputs_url=str(out / "outputs"),
+        data_url=str(out / "data"),
+        config_url=str(config),
+    )
+
+
+def date_range(artifacts: Path) -> tuple[str, str]:
+    days = sorted(p.name for p in Path(artifacts).iterdir() if p.is_dir())
+    return days[0], days[-1]
+
+
+def materialize_all(settings: Settings, first: str, last: str, instance: dg.DagsterInstance | None = None):
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(ALL_ASSETS_JOB)
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    if instance is not None:
+        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    with dg.instance_for_test() as temp_instance:
+        return job.execute_in_process(instance=temp_instance, tags=tags, raise_on_error=False)
