@@ -1,0 +1,365 @@
+"""The outputs people and CI read: rollout_metrics.json, the PNG chart, rollout_series_v1.md, ci_comment.md.
+
+Pure logic: no Dagster imports. Everything here is deterministic: same inputs, same bytes.
+
+``statistics`` is an opaque JSON-able dict produced by the statistics assets. The Markdown report renders
+these sections by name when present and says "not computed" when absent:
+
+* ``unknown_rate_by_group``: list of ``{name, n, min, median, max, ...}`` (or a dict ``{group_by: [...]}``),
+* ``class_frequencies``: list of ``{name, count, ...}``,
+* ``strata``: list of ``{name, n, ...}``.
+
+Any other top-level statistics key is rendered generically under "Further statistics".
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import matplotlib.style
+import numpy as np
+import orjson
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pydantic import BaseModel
+
+from gate_pipeline.lib.rules import Decision, RuleResult
+
+PROVENANCE_KEYS: tuple[str, ...] = (
+    "artifact_manifest_sha256",
+    "code_version",
+    "config_sha256",
+    "whitelist_sha256",
+)
+SIGNIFICANT_DIGITS = 10
+KNOWN_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("unknown_rate_by_group", "unknown_rate min / median / max per group"),
+    ("class_frequencies", "Unknown class frequencies"),
+    ("strata", "Strata"),
+)
+CHART_SIZE_INCHES = (10.0, 4.0)
+CHART_DPI = 100
+MAX_TABLE_ROWS = 50
+PREFERRED_COLUMNS: tuple[str, ...] = (
+    "name",
+    "group",
+    "n",
+    "count",
+    "share",
+    "min",
+    "p50",
+    "median",
+    "p95",
+    "max",
+)
+MAX_COMMENT_RULES = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# rollout_metrics.json
+# --------------------------------------------------------------------------------------------------
+
+
+def _round_sig(x: float) -> float | None:
+    if not math.isfinite(x):
+        # JSON has no NaN/inf; null means "not computable" (documented in the schema).
+        return None
+    r = float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+    return 0.0 if r == 0 else r  # no "-0.0"
+
+
+def normalize_json(obj: Any, path: str = "$") -> Any:
+    """Make ``obj`` canonical JSON data: floats rounded to 10 significant digits, NaN/inf -> null,
+    numpy/pandas scalars unwrapped, timestamps as ISO-8601 UTC, lists of objects with a ``name`` sorted by
+    name, sets sorted. Raises TypeError naming the path of anything else."""
+    if obj is None or obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, BaseModel):
+        return normalize_json(obj.model_dump(mode="json"), path)
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _round_sig(float(obj))
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, bytes | bytearray):
+        raise TypeError(f"{path}: bytes cannot go into JSON; decode or hash them first")
+    if isinstance(obj, pd.Timestamp | datetime):
+        ts = pd.Timestamp(obj)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return (
+            ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if ts.microsecond == 0
+            else ts.isoformat().replace("+00:00", "Z")
+        )
+    if isinstance(obj, date):
+        return obj.isoformat()
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{path}: object keys must be strings, got {type(k).__name__}")
+            out[k] = normalize_json(v, f"{path}.{k}")
+        return out
+    if isinstance(obj, set | frozenset):
+        items = [normalize_json(v, f"{path}[]") for v in obj]
+        return sorted(items, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+    if isinstance(obj, Sequence | np.ndarray):
+        items = [normalize_json(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        if items and all(isinstance(v, dict) and "name" in v for v in items):
+            # Arrays of named things are sorted by name so CI diffs are stable (seed 001).
+            items.sort(key=lambda v: (str(v["name"]), orjson.dumps(v, option=orjson.OPT_SORT_KEYS)))
+        return items
+    raise TypeError(f"{path}: cannot put {type(obj).__name__} into JSON")
+
+
+def rollout_metrics_document(
+    decision: Decision, statistics: Mapping[str, Any], provenance: Mapping[str, Any], schema_version: str
+) -> dict[str, Any]:
+    """Build the rollout_metrics.json document (validates against schemas/rollout_metrics.schema.json).
+
+    ``provenance`` must hold exactly: artifact_manifest_sha256, whitelist_sha256, config_sha256 (sha256 hex)
+    and code_version."""
+    missing = sorted(set(PROVENANCE_KEYS) - set(provenance))
+    extra = sorted(set(provenance) - set(PROVENANCE_KEYS))
+    if missing or extra:
+        raise ValueError(f"provenance: missing keys {missing}, unknown keys {extra}")
+    return normalize_json(
+        {
+            "schema_version": schema_version,
+            "policy_hash": decision.policy_hash,
+            "decision": decision,
+            "statistics": dict(statistics),
+            "provenance": dict(provenance),
+        }
+    )
+
+
+def dumps_canonical(doc: Any) -> bytes:
+    """Canonical bytes: normalized, sorted keys, 2-space indent, trailing newline."""
+    return orjson.dumps(normalize_json(doc), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Chart
+# --------------------------------------------------------------------------------------------------
+
+
+def render_chart(series: pd.DataFrame, median: float | None, threshold: float | None) -> bytes:
+    """PNG of unknown_rate over runs (ordered by timestamp, run_id) with the median line, the threshold
+    line and spikes (``is_spike``) marked. Byte-stable: fixed size/dpi, default style, no PNG metadata."""
+    df = series.copy()
+    if len(df):
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+        df = df.sort_values(["timestamp", "run_id"], kind="mergesort").reset_index(drop=True)
+    x = np.arange(len(df), dtype=float)
+    y = pd.to_numeric(df["unknown_rate"], errors="coerce").to_numpy(dtype=float) if len(df) else np.array([])
+    spikes = df["is_spike"].fillna(False).astype(bool).to_numpy() if len(df) else np.array([], dtype=bool)
+    # style.context("default") shields the output from rcParams changed elsewhere in the process.
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        if len(df):
+            ax.plot(x, y, color="#1f77b4", linewidth=1.0, marker="o", markersize=3, label="unknown_rate")
+            mask = spikes & np.isfinite(y)
+            if mask.any():
+                ax.scatter(x[mask], y[mask], color="#d62728", marker="x", s=60, zorder=3, label="spike")
+        else:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+        if median is not None and math.isfinite(median):
+            ax.axhline(median, color="#2ca02c", linestyle="--", linewidth=1.0, label=f"median {median:.3g}")
+        if threshold is not None and math.isfinite(threshold):
+            ax.axhline(
+                threshold, color="#ff7f0e", linestyle=":", linewidth=1.5, label=f"threshold {threshold:.3g}"
+            )
+        ax.set_xlabel("run (ordered by timestamp, run_id)")
+        ax.set_ylabel("unknown_rate")
+        ax.set_title("unknown_rate over runs")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize="small")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=CHART_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------------
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict | list):
+        return orjson.dumps(normalize_json(v), option=orjson.OPT_SORT_KEYS).decode().replace("|", "\\|")
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows[:MAX_TABLE_ROWS]:
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    if len(rows) > MAX_TABLE_ROWS:
+        lines.append(f"\n… {len(rows) - MAX_TABLE_ROWS} more rows in rollout_metrics.json")
+    return lines
+
+
+def _columns(keys: set[str]) -> list[str]:
+    """Readable column order: identifiers and counts, then min/median/max, then the rest by name."""
+    first = [k for k in PREFERRED_COLUMNS if k in keys]
+    return first + sorted(keys - set(first))
+
+
+def _render_any(obj: Any) -> list[str]:
+    """Render a statistics section generically (tables for records, key/value for flat mappings)."""
+    obj = normalize_json(obj)
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        header = _columns({k for r in obj for k in r})
+        return _md_table(header, [[r.get(k) for k in header] for r in obj])
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        keys = [k for k in _columns({k for v in obj.values() for k in v}) if k != "name"]
+        return _md_table(["name", *keys], [[name, *[obj[name].get(k) for k in keys]] for name in sorted(obj)])
+    if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
+        lines: list[str] = []
+        for name in sorted(obj):
+            lines += [f"**{name}**", "", *_render_any(obj[name]), ""]
+        return lines[:-1]
+    if isinstance(obj, dict) and obj:
+        return _md_table(["key", "value"], [[k, obj[k]] for k in sorted(obj)])
+    if isinstance(obj, list) and obj:
+        return [f"- {_cell(v)}" for v in obj]
+    if obj in (None, [], {}):
+        return ["_empty_"]
+    return [_cell(obj)]
+
+
+def _rule_table(rules: Sequence[RuleResult]) -> list[str]:
+    rows = []
+    for r in rules:
+        ci = (
+            f"{_cell(r.ci_low)} – {_cell(r.ci_high)}"
+            if r.ci_low is not None and r.ci_high is not None
+            else "–"
+        )
+        cond = f"{r.comparator} {_cell(r.threshold)}" if r.comparator else "–"
+        rows.append(
+            [
+                r.name,
+                r.kind,
+                "observe-only" if r.observe_only else "yes",
+                r.verdict,
+                r.observed,
+                cond,
+                ci,
+                r.n,
+                r.why,
+            ]
+        )
+    return _md_table(["rule", "kind", "counted", "verdict", "observed", "condition", "CI", "n", "why"], rows)
+
+
+def render_report_md(
+    decision: Decision, statistics: Mapping[str, Any] | None, chart_filename: str | None
+) -> str:
+    """The human report rollout_series_v1.md: decision with every rule's value vs threshold and why,
+    the chart, unknown_rate min/median/max per group, class frequencies, strata, further statistics.
+    Missing statistics sections are shown as "not computed"."""
+    stats = dict(statistics or {})
+    d = decision
+    nxt = d.next_phase or "(final phase)"
+    out = [
+        "# Rollout series report (v1)",
+        "",
+        f"- policy_hash: `{d.policy_hash or 'none'}` (selected: {d.policy_selection})"
+        + (f", previous: `{d.previous_policy_hash}`" if d.previous_policy_hash else ""),
+        f"- phase: {d.current_phase} → {nxt} (config `{d.config_name}`)",
+        f"- evidence: {d.n_runs} runs"
+        + (f" over {d.days:.1f} days" if d.days is not None else "")
+        + (f", {d.first_run_at} to {d.last_run_at}" if d.first_run_at else ""),
+        "",
+        "## Decision",
+        "",
+        f"**{d.verdict}** — {d.why}",
+        "",
+        "Precedence over counted rules: ROLLBACK > NO_GO > HOLD > GO; observe-only rules are reported, not counted.",
+        "",
+        *_rule_table(d.rules),
+    ]
+    for r in d.rules:
+        if r.strata:
+            out += ["", f"### {r.name} per stratum", ""]
+            out += _md_table(
+                ["stratum", "verdict", "observed", "n", "CI", "why"],
+                [
+                    [
+                        s.name,
+                        s.verdict,
+                        s.observed,
+                        s.n,
+                        f"{_cell(s.ci_low)} – {_cell(s.ci_high)}" if s.ci_low is not None else "–",
+                        s.why,
+                    ]
+                    for s in r.strata
+                ],
+            )
+    out += ["", "## unknown_rate over runs", ""]
+    out.append(f"![unknown_rate over runs]({chart_filename})" if chart_filename else "Chart: not computed.")
+    for key, title in KNOWN_SECTIONS:
+        out += ["", f"## {title}", ""]
+        out += _render_any(stats[key]) if key in stats else ["Not computed."]
+    others = sorted(k for k in stats if k not in {k for k, _ in KNOWN_SECTIONS})
+    if others:
+        out += ["", "## Further statistics"]
+        for key in others:
+            out += ["", f"### {key}", "", *_render_any(stats[key])]
+    return "\n".join(out) + "\n"
+
+
+_ORDER = {"ROLLBACK": 0, "FAIL": 1, "HOLD": 2, "PASS": 3}
+
+
+def render_ci_comment(decision: Decision) -> str:
+    """Compact PR comment (<= ~15 lines): decision, policy_hash, phase transition, deciding rules first."""
+    d = decision
+    counted = sorted((r for r in d.rules if not r.observe_only), key=lambda r: (_ORDER[r.verdict], r.name))
+    observed_only = [r for r in d.rules if r.observe_only and r.verdict != "PASS"]
+    shown = counted[:MAX_COMMENT_RULES]
+    lines = [
+        f"### Gate decision: {d.verdict}",
+        f"policy_hash `{d.policy_hash or 'none'}` · phase {d.current_phase} → {d.next_phase or '(final)'} · "
+        f"{d.n_runs} runs" + (f" over {d.days:.1f} days" if d.days is not None else ""),
+        d.why,
+        "",
+    ]
+    lines += [f"- **{r.verdict}** `{r.name}`: {r.why}" for r in shown]
+    room = MAX_COMMENT_RULES - len(shown)
+    lines += [f"- {r.verdict} `{r.name}` (observe-only): {r.why}" for r in observed_only[: max(room, 0)]]
+    hidden = len(counted) - len(shown) + len(observed_only) - min(len(observed_only), max(room, 0))
+    if hidden > 0:
+        lines.append(f"- … {hidden} more rule(s) in rollout_series_v1.md")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "PROVENANCE_KEYS",
+    "dumps_canonical",
+    "normalize_json",
+    "render_chart",
+    "render_ci_comment",
+    "render_report_md",
+    "rollout_metrics_document",
+]

@@ -1,0 +1,219 @@
+"""Tests for gate_pipeline.lib.reports: rollout_metrics.json (schema, canonical bytes), chart, Markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pandas as pd
+import pytest
+
+from gate_pipeline.lib.reports import (
+    dumps_canonical,
+    normalize_json,
+    render_chart,
+    render_ci_comment,
+    render_report_md,
+    rollout_metrics_document,
+)
+from gate_pipeline.lib.rules import Decision, RuleResult, StratumResult, evaluate, load_decision_config
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "gate_pipeline/schemas/rollout_metrics.schema.json").read_text())
+T0 = pd.Timestamp("2026-03-01T00:00:00Z")
+PROVENANCE = {
+    "artifact_manifest_sha256": "a" * 64,
+    "whitelist_sha256": "b" * 64,
+    "config_sha256": "c" * 64,
+    "code_version": "0.1.0+test",
+}
+
+
+def seed001_decision(runs: pd.DataFrame | None = None) -> Decision:
+    path = REPO / "config/examples/seed001_min_evidence.yaml"
+    cfg = load_decision_config(path.read_bytes(), str(path))
+    return evaluate(runs if runs is not None else seed001_runs(), cfg)
+
+
+def seed001_runs() -> pd.DataFrame:
+    rows = [
+        {
+            "run_id": f"r{i:03d}",
+            "timestamp": T0 + pd.Timedelta(hours=i),
+            "policy_hash": "a6f53e",
+            "outcome": "FAIL" if i in (1, 3, 5, 7, 9, 11, 13) else "PASS",
+            "unknown_rate": 0.01 * (i % 10),
+            "stratum": "pinned" if i % 2 else "unpinned",
+            "overrides_count": i % 3,
+            "metrics": "{}",
+        }
+        for i in range(40)
+    ]
+    df = pd.DataFrame(rows)
+    df["overrides_count"] = df["overrides_count"].astype("Int64")
+    return df
+
+
+STATS = {
+    "unknown_rate_by_group": [
+        {"name": "policy_hash=a6f53e", "n": 40, "min": 0.0, "median": 0.045, "max": 0.09},
+        {"name": "outcome=FAIL", "n": 7, "min": 0.01, "median": 0.05, "max": 0.09},
+    ],
+    "class_frequencies": [{"name": "flaky_test", "count": 12}, {"name": "contract", "count": 3}],
+    "risk": {"risk_difference": 0.1 + 0.2, "risk_ratio": float("nan")},
+}
+
+
+def test_document_validates_and_is_canonical():
+    d = seed001_decision()
+    assert d.verdict == "NO_GO"
+    doc = rollout_metrics_document(d, STATS, PROVENANCE, "1")
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+    assert doc["policy_hash"] == "a6f53e" and doc["schema_version"] == "1"
+    # arrays of named things sorted by name
+    assert [g["name"] for g in doc["statistics"]["unknown_rate_by_group"]] == [
+        "outcome=FAIL",
+        "policy_hash=a6f53e",
+    ]
+    assert [c["name"] for c in doc["statistics"]["class_frequencies"]] == ["contract", "flaky_test"]
+    # floats rounded to 10 significant digits, NaN -> null
+    assert doc["statistics"]["risk"] == {"risk_difference": 0.3, "risk_ratio": None}
+    # 7/40 FAIL rate, 7/20 in stratum pinned
+    assert [r["name"] for r in doc["decision"]["rules"]] == [
+        "fail_rate",
+        "mean_overrides",
+        "min_evidence",
+        "warn_fail_rate_per_stratum",
+    ]
+    ps = doc["decision"]["rules"][3]
+    assert (ps["verdict"], ps["stratum"], ps["observed"]) == ("FAIL", "pinned", 0.35)
+    raw = dumps_canonical(doc)
+    assert raw.endswith(b"}\n") and b"NaN" not in raw
+    assert raw == orjson.dumps(json.loads(raw), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+    assert list(json.loads(raw)) == ["decision", "policy_hash", "provenance", "schema_version", "statistics"]
+
+
+def test_bytes_identical_across_row_orders():
+    runs = seed001_runs()
+    shuffled = runs.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    stats_reordered = {
+        k: (list(reversed(v)) if isinstance(v, list) else v) for k, v in reversed(list(STATS.items()))
+    }
+    a = dumps_canonical(rollout_metrics_document(seed001_decision(runs), STATS, PROVENANCE, "1"))
+    b = dumps_canonical(
+        rollout_metrics_document(seed001_decision(shuffled), stats_reordered, PROVENANCE, "1")
+    )
+    assert a == b
+
+
+def test_schema_is_strict_on_decision_and_provenance_open_on_statistics():
+    doc = rollout_metrics_document(seed001_decision(), STATS, PROVENANCE, "1")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    extra_stats = json.loads(dumps_canonical(doc))
+    extra_stats["statistics"]["brand_new_section"] = {"x": 1}
+    validator.validate(extra_stats)
+    for mutate in (
+        lambda d: d["decision"].update(surprise=1),
+        lambda d: d["provenance"].update(surprise="x"),
+        lambda d: d["provenance"].update(config_sha256="not-a-hash"),
+        lambda d: d["decision"]["rules"][0].update(verdict="MAYBE"),
+        lambda d: d.pop("schema_version"),
+    ):
+        bad = json.loads(dumps_canonical(doc))
+        mutate(bad)
+        assert not validator.is_valid(bad)
+
+
+def test_schema_matches_the_models():
+    # guards against the published schema drifting from the pydantic result models
+    defs = SCHEMA["$defs"]
+    assert set(defs["decision"]["properties"]) == set(Decision.model_fields)
+    assert set(defs["rule"]["properties"]) == set(RuleResult.model_fields)
+    assert set(defs["stratum"]["properties"]) == set(StratumResult.model_fields)
+    assert set(defs["decision"]["required"]) == set(Decision.model_fields)
+
+
+def test_provenance_must_be_complete():
+    with pytest.raises(ValueError, match=r"missing keys \['whitelist_sha256'\], unknown keys \['extra'\]"):
+        rollout_metrics_document(
+            seed001_decision(),
+            {},
+            {**{k: v for k, v in PROVENANCE.items() if k != "whitelist_sha256"}, "extra": 1},
+            "1",
+        )
+
+
+def test_normalize_json_rules():
+    assert normalize_json({"a": [1.23456789012345, -0.0, float("inf")], "t": T0}) == {
+        "a": [1.23456789, 0.0, None],
+        "t": "2026-03-01T00:00:00Z",
+    }
+    assert normalize_json({"s": {"b", "a"}}) == {"s": ["a", "b"]}
+    with pytest.raises(TypeError, match=r"\$\.x: cannot put object"):
+        normalize_json({"x": object()})
+
+
+def _series(n=12, order=None):
+    rows = [
+        {
+            "timestamp": T0 + pd.Timedelta(hours=i),
+            "run_id": f"r{i:02d}",
+            "unknown_rate": 0.5 if i in (3, 8) else 0.02 * (i % 4),
+            "is_spike": i in (3, 8),
+        }
+        for i in range(n)
+    ]
+    df = pd.DataFrame(rows)
+    df.loc[5, "unknown_rate"] = float("nan")
+    return df if order is None else df.iloc[order].reset_index(drop=True)
+
+
+def test_chart_is_png_and_byte_stable():
+    a = render_chart(_series(), median=0.03, threshold=0.1)
+    b = render_chart(_series(order=list(reversed(range(12)))), median=0.03, threshold=0.1)
+    assert a[:8] == b"\x89PNG\r\n\x1a\n"
+    assert a == b
+    assert b"Software" not in a and b"matplotlib" not in a
+    assert render_chart(_series(), median=0.03, threshold=0.2) != a
+    empty = render_chart(_series().iloc[0:0], median=None, threshold=None)
+    assert empty[:8] == b"\x89PNG\r\n\x1a\n" and empty == render_chart(_series().iloc[0:0], None, None)
+
+
+def test_report_md_contains_decision_rules_and_degrades():
+    d = seed001_decision()
+    md = render_report_md(d, STATS, "rollout_chart.png")
+    assert "**NO_GO** — NO_GO: 2 counted rule(s) failed (fail_rate, warn_fail_rate_per_stratum)" in md
+    for r in d.rules:
+        assert f"| {r.name} | {r.kind} |" in md
+    assert "![unknown_rate over runs](rollout_chart.png)" in md
+    assert "| name | n | min | median | max |" in md
+    assert "| policy_hash=a6f53e | 40 | 0 | 0.045 | 0.09 |" in md
+    assert "| flaky_test | 12 |" in md
+    assert "## Strata\n\nNot computed." in md  # missing section degrades, says so
+    assert "### risk" in md and "| risk_ratio | – |" in md
+    assert "### warn_fail_rate_per_stratum per stratum" in md
+    assert "| pinned | FAIL | 0.35 | 20 |" in md
+    assert "| unpinned | PASS | 0 | 20 | 0 – 0.1611 |" in md  # Wilson 0/20: exactly 0 at the edge
+    bare = render_report_md(d, None, None)
+    assert bare.count("Not computed.") == 3 and "Chart: not computed." in bare
+    assert md == render_report_md(d, dict(reversed(list(STATS.items()))), "rollout_chart.png")
+
+
+def test_ci_comment_is_compact_and_leads_with_the_deciders():
+    d = seed001_decision()
+    text = render_ci_comment(d)
+    lines = text.rstrip("\n").split("\n")
+    assert len(lines) <= 15
+    assert lines[0] == "### Gate decision: NO_GO"
+    assert "policy_hash `a6f53e` · phase observe → warn · 40 runs" in lines[1]
+    # failing counted rules first (by name), then passing ones, then observe-only findings
+    rule_lines = [ln for ln in lines if ln.startswith("- ")]
+    assert rule_lines[0].startswith("- **FAIL** `fail_rate`: FAIL rate 7/40 = 17.5%")
+    assert rule_lines[1].startswith("- **FAIL** `warn_fail_rate_per_stratum`")
+    assert rule_lines[2].startswith("- **PASS** `min_evidence`")
+    assert rule_lines[3].startswith("- FAIL `mean_overrides` (observe-only)")
+    assert math.isclose(d.rules[0].observed, 7 / 40)
