@@ -1,6 +1,6 @@
 """`gate-pipeline`: materialize the whole asset graph for an artifact root, from a terminal or a CI step.
 
-    gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <dir>] [--data <path|s3://…>]
+gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <dir>] [--data <path|s3://…>]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 from gate_pipeline.settings import Settings, project_root
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# With --exit-code the process exit status reflects the decision, for use as a CI step.
+EXIT_CODES = {"GO": 0, "HOLD": 3, "NO_GO": 4, "ROLLBACK": 5}
 
 
 def _ensure_dagster_home() -> Path:
@@ -58,7 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(ALL_ASSETS_JOB)
     tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
-    print(f"gate-pipeline: materializing {len(days)} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}")
+    print(
+        f"gate-pipeline: materializing {len(days)} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
+    )
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     print(f"dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), instance {home}")
@@ -67,7 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if event.is_failure:
                 print(f"  {event.step_key}: {event.message}", file=sys.stderr)
         return 1
-    return print_summary(settings, result)
+    decision = print_summary(settings, result)
+    if args.exit_code:
+        return EXIT_CODES[decision["verdict"]]
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -78,15 +85,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gate-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gate-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize every asset for an artifact root and write the outputs")
-    run.add_argument("--artifacts", default=None, help="artifact root (default: $CI_ARTIFACT_PATH, else the bundled sample)")
-    run.add_argument("--out", default=None, help="outputs location (default: $GATE_PIPELINE_OUT, else ./var/outputs)")
-    run.add_argument("--config", default=None, help="config folder (default: $GATE_PIPELINE_CONFIG, else ./config)")
+    run.add_argument(
+        "--artifacts",
+        default=None,
+        help="artifact root (default: $CI_ARTIFACT_PATH, else the bundled sample)",
+    )
+    run.add_argument(
+        "--out", default=None, help="outputs location (default: $GATE_PIPELINE_OUT, else ./var/outputs)"
+    )
+    run.add_argument(
+        "--config", default=None, help="config folder (default: $GATE_PIPELINE_CONFIG, else ./config)"
+    )
     run.add_argument("--data", default=None, help="intermediate tables (default: <out>/_data)")
+    run.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input)",
+    )
     run.set_defaults(func=cmd_run)
-    gen = sub.add_parser("generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)")
+    gen = sub.add_parser(
+        "generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)"
+    )
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=cmd_generate)
     return parser

@@ -1,8 +1,15 @@
 """The one Definitions object: assembled from gate_pipeline.defs when the code location loads."""
 
-
 import dagster as dg
 
+from gate_pipeline.defs.analysis import (
+    analysis_config,
+    build_classified_runs,
+    decision_config,
+    statistics_assets,
+    unknown_whitelist,
+)
+from gate_pipeline.defs.decision import build_decision_assets, load_decision_config_from
 from gate_pipeline.defs.ingest import build_ingest_assets
 from gate_pipeline.defs.partitions import daily_partitions
 from gate_pipeline.defs.resources import GateStorage
@@ -15,10 +22,21 @@ ALL_ASSETS_JOB = "gate_pipeline_all"
 def build_definitions(settings: Settings) -> dg.Definitions:
     pipeline = settings.pipeline_config()
     daily = daily_partitions(pipeline)
+    storage = GateStorage.from_settings(settings)
+    decision_cfg, _ = load_decision_config_from(storage)
     return dg.Definitions(
-        assets=[*build_ingest_assets(daily, pipeline), rollout_series],
-        jobs=[dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all())],
-        resources={"storage": GateStorage.from_settings(settings)},
+        assets=[
+            unknown_whitelist,
+            analysis_config,
+            decision_config,
+            *build_ingest_assets(daily, pipeline),
+            build_classified_runs(daily),
+            rollout_series,
+            *statistics_assets,
+            *build_decision_assets(decision_cfg),
+        ],
+        jobs=[dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(include_sources=True))],
+        resources={"storage": storage},
     )
 
 

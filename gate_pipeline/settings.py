@@ -45,18 +45,24 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 
 class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_file_bytes: int = Field(1_048_576, gt=0, description="Artifact files above this size are quarantined.")
+    max_file_bytes: int = Field(
+        1_048_576, gt=0, description="Artifact files above this size are quarantined."
+    )
 
 
 class PartitionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start_date: str = Field("2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition.")
+    start_date: str = Field(
+        "2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition."
+    )
 
 
 class SensorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lookback_days: int = Field(3, ge=0, description="Days back a sensor tick re-lists to see late arrivals.")
-    settle_seconds: int = Field(10, ge=0, description="A file younger than this is treated as still being written.")
+    settle_seconds: int = Field(
+        10, ge=0, description="A file younger than this is treated as still being written."
+    )
     interval_seconds: int = Field(30, ge=5, description="Minimum seconds between sensor ticks.")
 
 

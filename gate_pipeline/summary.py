@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import orjson
 
 from gate_pipeline.settings import Settings
 
@@ -12,7 +13,8 @@ def _latest_metadata(result, asset: str) -> dict:
     return {k: v.value for k, v in events[-1].materialization.metadata.items()} if events else {}
 
 
-def print_summary(settings: Settings, result) -> int:
+def print_summary(settings: Settings, result) -> dict:
+    """Print the summary; returns the decision (as in rollout_metrics.json)."""
     raw = _latest_metadata(result, "raw_runs")
     table = _latest_metadata(result, "run_table")
     outputs = settings.store(settings.outputs_url)
@@ -35,9 +37,16 @@ def print_summary(settings: Settings, result) -> int:
         .agg(["count", "min", "median", "max"])
     )
     print(stats.to_string(float_format=lambda v: f"{v:.4f}") if not stats.empty else "  (no runs)")
+    decision = orjson.loads(outputs.read_bytes("rollout_metrics.json"))["decision"]
+    print(
+        f"\nDecision: {decision['verdict']} for policy_hash {decision['policy_hash']} "
+        f"({decision['current_phase']} → {decision['next_phase'] or 'final'}): {decision['why']}"
+    )
+    for rule in decision["rules"]:
+        tag = " (observe-only)" if rule["observe_only"] else ""
+        print(f"  {rule['verdict']:<8} {rule['name']}{tag}: {rule['why']}")
     print("\nOutputs:")
     for name in sorted(outputs.list_names()):
         if not name.startswith("_"):
             print(f"  {outputs.url(name)}")
-    return 0
-
+    return decision

@@ -48,7 +48,9 @@ def _gate_result(rng: random.Random, run_id: str, ts: str, policy: str, late_pol
     # Real failures come from non-whitelisted causes, independent of the noisy whitelisted ones (seed 000).
     fail_p = 0.04 + (0.25 if any(r in REASONS_OTHER for r in reasons) else 0.0) - (0.02 if late_policy else 0)
     u = rng.random()
-    outcome = "FAIL" if u < fail_p else "WARN" if u < fail_p + 0.1 else "COMMENT" if u < fail_p + 0.3 else "PASS"
+    outcome = (
+        "FAIL" if u < fail_p else "WARN" if u < fail_p + 0.1 else "COMMENT" if u < fail_p + 0.3 else "PASS"
+    )
     if rng.random() < 0.1:
         outcome = outcome.lower()  # producers are not consistent about case
     return {
@@ -134,7 +136,9 @@ def generate(out: Path, spec: CorpusSpec, order_seed: int | None = None) -> dict
         secs = rng.randrange(86_400)
         ts = f"{day.isoformat()}T{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}Z"
         late = day_index >= switch_day
-        policy = spec.policy_hashes[min(len(spec.policy_hashes) - 1, day_index * len(spec.policy_hashes) // spec.days)]
+        policy = spec.policy_hashes[
+            min(len(spec.policy_hashes) - 1, day_index * len(spec.policy_hashes) // spec.days)
+        ]
         run_id = f"r{i:07d}"
         folder = f"{day.isoformat()}/{run_id}"
         gate = _gate_result(rng, run_id, ts, policy, late)
@@ -157,8 +161,14 @@ def generate(out: Path, spec: CorpusSpec, order_seed: int | None = None) -> dict
     for d in range(spec.duplicates):
         day = spec.start + timedelta(days=(d * 3) % spec.days)
         original = f"r{(d * 7) % max(spec.runs, 1):07d}"
-        gate = {"run_id": original, "timestamp": f"{day.isoformat()}T23:59:0{d % 10}Z", "policy_hash": spec.policy_hashes[0],
-                "outcome": "PASS", "unknown_rate": 0.01, "top_reasons": []}
+        gate = {
+            "run_id": original,
+            "timestamp": f"{day.isoformat()}T23:59:0{d % 10}Z",
+            "policy_hash": spec.policy_hashes[0],
+            "outcome": "PASS",
+            "unknown_rate": 0.01,
+            "top_reasons": [],
+        }
         files[f"{day.isoformat()}/{original}-retry{d}/gate_result.json"] = orjson.dumps(gate)
         counts["duplicates"] += 1
 
@@ -189,8 +199,14 @@ def write_sample(out: Path) -> dict[str, int]:
         "2026-03-07/r-aborted-0001/metrics.json": orjson.dumps({"samples_used": 1, "baseline_samples": 1}),
         # A retried job that reused the run_id of an earlier run on the same day.
         "2026-03-08/r0000045-retry/gate_result.json": orjson.dumps(
-            {"run_id": "r0000045", "timestamp": "2026-03-08T23:59:59Z", "policy_hash": "b71c02",
-             "outcome": "WARN", "unknown_rate": 0.05, "top_reasons": ["flaky_test"]}
+            {
+                "run_id": "r0000045",
+                "timestamp": "2026-03-08T23:59:59Z",
+                "policy_hash": "b71c02",
+                "outcome": "WARN",
+                "unknown_rate": 0.05,
+                "top_reasons": ["flaky_test"],
+            }
         ),
         # Files that are not artifacts are counted as ignored, never read.
         "2026-03-09/r0000050/build.log": b"not an artifact\n",
@@ -204,7 +220,9 @@ def write_sample(out: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--days", type=int, default=12)
@@ -218,8 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.sample:
         print(orjson.dumps(write_sample(args.out), option=orjson.OPT_SORT_KEYS).decode())
         return
-    spec = CorpusSpec(runs=args.runs, days=args.days, start=args.start, bad_fraction=args.bad,
-                      duplicates=args.duplicates, seed=args.seed)
+    spec = CorpusSpec(
+        runs=args.runs,
+        days=args.days,
+        start=args.start,
+        bad_fraction=args.bad,
+        duplicates=args.duplicates,
+        seed=args.seed,
+    )
     counts = generate(args.out, spec, args.order_seed)
     print(orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode())
 

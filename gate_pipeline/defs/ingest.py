@@ -1,7 +1,7 @@
 """Ingest and validated layers: raw_runs + quarantined_files (per day) → run_table (per day, blocking check)."""
 
-
 import dagster as dg
+import orjson
 import pandas as pd
 
 from gate_pipeline.defs.metadata import OWNERS, column_schema, counts_markdown, frame_markdown
@@ -56,8 +56,13 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
             data.write_parquet(scan.raw_runs, "raw_runs", partition_file(day))
             data.write_parquet(scan.quarantine, "quarantined_files", partition_file(day))
             per_day[day] = scan.counts
+            data.write_bytes(
+                orjson.dumps(scan.counts, option=orjson.OPT_SORT_KEYS), "ingest_counts", f"{day}.json"
+            )
             manifest_lines.extend(f"{path}\t{size}\t{digest}" for path, size, digest in scan.manifest)
-            context.log_event(dg.AssetObservation(asset_key="raw_runs", partition=day, metadata=dict(scan.counts)))
+            context.log_event(
+                dg.AssetObservation(asset_key="raw_runs", partition=day, metadata=dict(scan.counts))
+            )
         totals = {k: sum(c[k] for c in per_day.values()) for k in FILE_COUNTS + RUN_COUNTS}
         manifest_sha = sha256_bytes("\n".join(sorted(manifest_lines)).encode())
         yield dg.MaterializeResult(
@@ -79,7 +84,9 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
                 "files_quarantined": totals["files_quarantined"],
                 "runs_quarantined": totals["runs_quarantined"],
                 "by_reason": dg.MetadataValue.json(
-                    {} if qdf.empty else {str(k): int(v) for k, v in qdf["reason"].value_counts().sort_index().items()}
+                    {}
+                    if qdf.empty
+                    else {str(k): int(v) for k, v in qdf["reason"].value_counts().sort_index().items()}
                 ),
                 "preview": frame_markdown(qdf[["path", "reason", "detail"]] if not qdf.empty else qdf, 20),
             },
@@ -116,10 +123,19 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
             failures.extend({"day": day, **f} for f in validate(RunTable, table))
             data.write_parquet(table, "run_table", partition_file(day))
             data.write_parquet(dup_quarantine, "run_table_duplicates", partition_file(day))
-            per_day[day] = {"runs_in": len(raw), "runs_accepted": len(table), "duplicates_quarantined": len(dup_quarantine)}
+            per_day[day] = {
+                "runs_in": len(raw),
+                "runs_accepted": len(table),
+                "duplicates_quarantined": len(dup_quarantine),
+            }
+            data.write_bytes(
+                orjson.dumps(per_day[day], option=orjson.OPT_SORT_KEYS), "table_counts", f"{day}.json"
+            )
             rows += len(table)
             field_issue_runs += int((table["field_issues"] != "[]").sum())
-            context.log_event(dg.AssetObservation(asset_key="run_table", partition=day, metadata=per_day[day]))
+            context.log_event(
+                dg.AssetObservation(asset_key="run_table", partition=day, metadata=per_day[day])
+            )
         totals = {k: sum(c[k] for c in per_day.values()) for k in TABLE_COUNTS}
         yield dg.MaterializeResult(
             metadata={

@@ -1,6 +1,5 @@
 """Small helpers turning pure results into Dagster metadata (UI-readable)."""
 
-
 from collections.abc import Mapping
 
 import dagster as dg
@@ -14,14 +13,19 @@ OWNERS = ["team:data-platform"]
 
 def column_schema(model: type[pa.DataFrameModel]) -> dict[str, dg.TableSchema]:
     """`dagster/column_schema` metadata built from a pandera model, so the UI shows columns + descriptions."""
-    columns = [dg.TableColumn(name, dtype, description) for name, dtype, description in column_descriptions(model)]
+    columns = [
+        dg.TableColumn(name, dtype, description) for name, dtype, description in column_descriptions(model)
+    ]
     return {"dagster/column_schema": dg.TableSchema(columns=columns)}
 
 
 def counts_markdown(per_day: Mapping[str, Mapping[str, int]], keys: list[str]) -> str:
     """Per-partition counts as a markdown table (plus a total row)."""
     header = "| day | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
-    rows = [f"| {day} | " + " | ".join(str(c.get(k, 0)) for k in keys) + " |" for day, c in sorted(per_day.items())]
+    rows = [
+        f"| {day} | " + " | ".join(str(c.get(k, 0)) for k in keys) + " |"
+        for day, c in sorted(per_day.items())
+    ]
     totals = {k: sum(c.get(k, 0) for c in per_day.values()) for k in keys}
     rows.append("| **total** | " + " | ".join(str(totals[k]) for k in keys) + " |")
     return header + "\n".join(rows)

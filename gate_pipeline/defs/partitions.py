@@ -1,6 +1,5 @@
 """Daily partitions keyed by the artifact layout's date folder (UTC day the run finished)."""
 
-
 import dagster as dg
 
 from gate_pipeline.settings import PipelineConfig

@@ -1,6 +1,5 @@
 """The storage resource: the one way assets reach artifacts, intermediate data, outputs and config."""
 
-
 from typing import Any
 
 import dagster as dg

@@ -149,7 +149,9 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
         parsed = parse_artifact(data)
         manifest.append((rel, files[rel], parsed.sha256))
         if parsed.reason:
-            quarantine.append((date, rel, run_path, kind, parsed.sha256, len(data), parsed.reason, parsed.detail))
+            quarantine.append(
+                (date, rel, run_path, kind, parsed.sha256, len(data), parsed.reason, parsed.detail)
+            )
             continue
         accepted_files += 1
         runs[run_path][kind] = (canonical_json(parsed.payload), parsed.sha256)

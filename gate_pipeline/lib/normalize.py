@@ -133,7 +133,12 @@ def normalize_run(
         row["outcome"] = None
 
     rate = gate.get("unknown_rate")
-    if isinstance(rate, int | float) and not isinstance(rate, bool) and math.isfinite(rate) and 0 <= rate <= 1:
+    if (
+        isinstance(rate, int | float)
+        and not isinstance(rate, bool)
+        and math.isfinite(rate)
+        and 0 <= rate <= 1
+    ):
         row["unknown_rate"] = float(rate)
     else:
         (_missing if rate is None else _invalid)(issues, "unknown_rate")

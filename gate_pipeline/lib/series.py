@@ -23,6 +23,7 @@ SERIES_COLUMNS = [
     "unknown_count",
     "overrides_count",
     "field_issues",
+    "unknown_classes",
     "run_path",
 ]
 
@@ -62,6 +63,10 @@ def rollout_series(runs: pd.DataFrame) -> pd.DataFrame:
             "unknown_count": runs["unknown_count"].astype("Int64"),
             "overrides_count": runs["overrides_count"].astype("Int64"),
             "field_issues": runs["field_issues"].map(_join_json_list),
+            # Present once runs are classified against the whitelist (classified_runs); empty before.
+            "unknown_classes": runs["unknown_classes"].map(_join_json_list)
+            if "unknown_classes" in runs
+            else "",
             "run_path": runs["run_path"],
         },
         columns=SERIES_COLUMNS,

@@ -64,19 +64,23 @@ class Store:
 
     def write_parquet(self, df: pd.DataFrame, *parts: str) -> str:
         """Parquet with a fixed writer config so identical frames give identical bytes."""
+        # The pandas metadata is kept: it restores nullable Int64 / tz-aware dtypes on read.
         table = pa.Table.from_pandas(df, preserve_index=False)
-        # pandas metadata embeds library versions; drop it so bytes depend on the data only.
-        table = table.replace_schema_metadata(None)
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", write_statistics=False, store_schema=False)
+        pq.write_table(table, buf, compression="zstd", write_statistics=False)
         return self.write_bytes(buf.getvalue(), *parts)
 
     def read_parquet(self, *parts: str) -> pd.DataFrame:
         return pq.read_table(io.BytesIO(self.read_bytes(*parts))).to_pandas()
 
-    def read_parquets(self, names: list[str], *prefix: str) -> list[pd.DataFrame]:
-        """Read several parquet files of one folder; missing ones are skipped by the caller's listing."""
-        return [self.read_parquet(*prefix, name) for name in names]
+    def read_folder(self, *parts: str, suffix: str = "") -> dict[str, bytes]:
+        """All files of one folder (name → bytes) in one batched read; remote stores fetch concurrently."""
+        names = [n for n in self.list_names(*parts) if n.endswith(suffix)]
+        if not names:
+            return {}
+        folder = self.path(*parts).path.rstrip("/")
+        contents = self.fs.cat([f"{folder}/{n}" for n in names])
+        return {key.rstrip("/").rsplit("/", 1)[-1]: value for key, value in contents.items()}
 
     def list_names(self, *parts: str) -> list[str]:
         """Sorted names directly under a folder; empty when the folder does not exist."""

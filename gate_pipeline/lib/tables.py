@@ -18,7 +18,9 @@ _SHA256 = r"^[0-9a-f]{64}$"
 class RunTable(pa.DataFrameModel):
     """One row per accepted CI run of one day (daily partition), joining its three artifact files."""
 
-    run_id: Series[str] = pa.Field(unique=True, description="Run id from gate_result.json, else the run folder name.")
+    run_id: Series[str] = pa.Field(
+        unique=True, description="Run id from gate_result.json, else the run folder name."
+    )
     run_id_source: Series[str] = pa.Field(isin=["file", "folder"], description="Where run_id came from.")
     timestamp: Series[pd.DatetimeTZDtype] = pa.Field(
         dtype_kwargs={"unit": "ns", "tz": "UTC"},
@@ -27,9 +29,13 @@ class RunTable(pa.DataFrameModel):
     timestamp_source: Series[str] = pa.Field(
         isin=["file", "date_folder"], description="Where timestamp came from."
     )
-    date: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$", description="Date folder = partition key.")
+    date: Series[str] = pa.Field(
+        str_matches=r"^\d{4}-\d{2}-\d{2}$", description="Date folder = partition key."
+    )
     run_path: Series[str] = pa.Field(unique=True, description="Run folder relative to the artifacts root.")
-    policy_hash: Series[str] = pa.Field(nullable=True, description="Policy version hash; null if missing/invalid.")
+    policy_hash: Series[str] = pa.Field(
+        nullable=True, description="Policy version hash; null if missing/invalid."
+    )
     outcome: Series[str] = pa.Field(
         nullable=True, isin=_OUTCOMES, description="Gate outcome, upper-cased; null if missing/invalid."
     )
@@ -37,7 +43,8 @@ class RunTable(pa.DataFrameModel):
         nullable=True, ge=0.0, le=1.0, description="Fraction of the gate's checks that ended unknown (0..1)."
     )
     top_reasons: Series[str] = pa.Field(
-        str_matches=_JSON_ARRAY, description="Most frequent unknown reasons, most frequent first (JSON array)."
+        str_matches=_JSON_ARRAY,
+        description="Most frequent unknown reasons, most frequent first (JSON array).",
     )
     policy_state: Series[str] = pa.Field(nullable=True, description="drift_report policy_state, lower-cased.")
     stratum: Series[str] = pa.Field(
@@ -46,7 +53,9 @@ class RunTable(pa.DataFrameModel):
     drift_schema_version: Series[str] = pa.Field(nullable=True, description="drift_report schema_version.")
     warn_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report WARN_count.")
     fail_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report FAIL_count.")
-    unknown_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="drift_report Unknown_count.")
+    unknown_count: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, ge=0, description="drift_report Unknown_count."
+    )
     overrides_count: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, ge=0, description="drift_report Overrides_count (manual overrides in the run)."
     )
@@ -64,7 +73,9 @@ class RunTable(pa.DataFrameModel):
     gate_sha256: Series[str] = pa.Field(str_matches=_SHA256, description="sha256 of gate_result.json bytes.")
     drift_sha256: Series[str] = pa.Field(nullable=True, description="sha256 of drift_report.json bytes.")
     metrics_sha256: Series[str] = pa.Field(nullable=True, description="sha256 of metrics.json bytes.")
-    duplicate_count: Series[int] = pa.Field(ge=1, description="Copies of this run_id discovered (1 = unique).")
+    duplicate_count: Series[int] = pa.Field(
+        ge=1, description="Copies of this run_id discovered (1 = unique)."
+    )
 
     class Config:
         strict = True
@@ -117,8 +128,13 @@ class RolloutSeries(pa.DataFrameModel):
     warn_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report WARN_count.")
     fail_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report FAIL_count.")
     unknown_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report Unknown_count.")
-    overrides_count: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="drift_report Overrides_count.")
+    overrides_count: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="drift_report Overrides_count."
+    )
     field_issues: Series[str] = pa.Field(description="Ingestion unknown classes, `;`-joined.")
+    unknown_classes: Series[str] = pa.Field(
+        description="All unknown classes of the run (whitelist applied), `;`-joined."
+    )
     run_path: Series[str] = pa.Field(description="Run folder relative to the artifacts root.")
 
     class Config:
@@ -132,7 +148,9 @@ def validate(model: type[pa.DataFrameModel], df: pd.DataFrame) -> list[dict]:
         model.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-        cols = [c for c in ("schema_context", "column", "check", "failure_case", "index") if c in cases.columns]
+        cols = [
+            c for c in ("schema_context", "column", "check", "failure_case", "index") if c in cases.columns
+        ]
         return cases[cols].astype(str).to_dict("records")
     return []
 
@@ -141,3 +159,26 @@ def column_descriptions(model: type[pa.DataFrameModel]) -> list[tuple[str, str, 
     """(name, dtype, description) of every field, for the UI's table schema."""
     schema = model.to_schema()
     return [(name, str(col.dtype), col.description or "") for name, col in schema.columns.items()]
+
+
+class ClassifiedRuns(RunTable):
+    """run_table plus the unknown classes of each run, against one whitelist version (daily partition)."""
+
+    unknown_classes: Series[str] = pa.Field(
+        str_matches=_JSON_ARRAY,
+        description="All unknown classes of the run, sorted: whitelisted:<class>, non_whitelisted:<reason>, "
+        "unknown_field_missing/invalid:<field>, cause:<contract|schema>.",
+    )
+    whitelisted_classes: Series[str] = pa.Field(
+        str_matches=_JSON_ARRAY, description="The whitelisted:<class> labels of the run's top reasons."
+    )
+    non_whitelisted_reasons: Series[str] = pa.Field(
+        str_matches=_JSON_ARRAY, description="Top reasons no (unexpired) whitelist entry covers."
+    )
+    whitelist_sha256: Series[str] = pa.Field(
+        str_matches=_SHA256, description="sha256 of the unknown_whitelist.json used to classify."
+    )
+
+    class Config:
+        strict = True
+        ordered = True

@@ -70,8 +70,16 @@ def test_outputs_are_byte_identical_whatever_the_file_creation_order(tmp_path):
         result = materialize_all(settings_for(root, tmp_path / f"run{order_seed}"), *date_range(root))
         assert result.success
         outputs.append(tmp_path / f"run{order_seed}" / "outputs")
-    names = sorted(p.name for p in outputs[0].iterdir())
-    assert "rollout_series.csv" in names and "rollout_series.parquet" in names
-    assert names == sorted(p.name for p in outputs[1].iterdir())
+    names = sorted(str(p.relative_to(outputs[0])) for p in outputs[0].rglob("*") if p.is_file())
+    assert {
+        "rollout_series.csv",
+        "rollout_series.parquet",
+        "rollout_metrics.json",
+        "rollout_series_v1.md",
+        "rollout_chart.png",
+        "ci_comment.md",
+        "tables/strata.csv",
+    } <= set(names)
+    assert names == sorted(str(p.relative_to(outputs[1])) for p in outputs[1].rglob("*") if p.is_file())
     for name in names:
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name

@@ -58,8 +58,8 @@ def test_csv_bytes_are_stable_and_exact():
     csv = series_csv_bytes(rollout_series(runs))
     assert csv == (
         b"run_id,timestamp,date,policy_hash,outcome,unknown_rate,top_reasons,stratum,warn_count,fail_count,"
-        b"unknown_count,overrides_count,field_issues,run_path\n"
-        b"r1,2026-03-01T10:00:00Z,2026-03-01,p,PASS,0.1234,a;b,unknown,,,,,,2026-03-01/r1\n"
+        b"unknown_count,overrides_count,field_issues,unknown_classes,run_path\n"
+        b"r1,2026-03-01T10:00:00Z,2026-03-01,p,PASS,0.1234,a;b,unknown,,,,,,,2026-03-01/r1\n"
     )
 
 

@@ -1,0 +1,225 @@
+"""Analysis layer: config sources, classified_runs (per day), rollout statistics (all history)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import orjson
+import pandas as pd
+
+from gate_pipeline.defs.metadata import OWNERS, column_schema, frame_markdown
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.lib import analysis
+from gate_pipeline.lib.classify import classify_runs
+from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config, to_jsonable
+from gate_pipeline.lib.storage import sha256_bytes
+from gate_pipeline.lib.tables import ClassifiedRuns, validate
+from gate_pipeline.lib.whitelist import Whitelist, load_whitelist, whitelist_health
+
+WHITELIST_FILE = "unknown_whitelist.json"
+ANALYSIS_FILE = "analysis.yaml"
+DECISION_FILE = "policy_constants.yaml"
+HISTORY_FILE = "rollout_runs.parquet"  # written by rollout_series: the classified, deduplicated history
+
+
+def load_whitelist_from(storage: GateStorage) -> Whitelist:
+    config = storage.config()
+    return load_whitelist(config.read_bytes(WHITELIST_FILE), config.url(WHITELIST_FILE))
+
+
+def load_analysis_config_from(storage: GateStorage) -> AnalysisConfig:
+    config = storage.config()
+    if not config.exists(ANALYSIS_FILE):
+        return AnalysisConfig()
+    return load_analysis_config(config.read_bytes(ANALYSIS_FILE), config.url(ANALYSIS_FILE))
+
+
+def _config_source(name: str, file_name: str, description: str):
+    """An observable source asset whose data version is the sha256 of the config file's bytes.
+
+    Observed every minute by the automation sensor, so an edit marks everything downstream unsynced.
+    """
+
+    @dg.observable_source_asset(
+        name=name,
+        group_name="config",
+        description=description,
+        required_resource_keys={"storage"},
+        automation_condition=dg.AutomationCondition.cron_tick_passed("* * * * *"),
+        owners=OWNERS,
+    )
+    def _observe(context) -> dg.ObserveResult:
+        config = context.resources.storage.config()
+        digest = sha256_bytes(config.read_bytes(file_name)) if config.exists(file_name) else "absent"
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(digest),
+            metadata={"path": dg.MetadataValue.path(config.url(file_name)), "sha256": digest},
+        )
+
+    return _observe
+
+
+unknown_whitelist = _config_source(
+    "unknown_whitelist",
+    WHITELIST_FILE,
+    "Known unknown reasons (exact or glob), the class each maps to, owner and expiry (seed 000).",
+)
+analysis_config = _config_source(
+    "analysis_config",
+    ANALYSIS_FILE,
+    "Statistics parameters: strata column, recurrence k, spike MAD k, WARN threshold.",
+)
+decision_config = _config_source(
+    "decision_config", DECISION_FILE, "Rollout phases and decision rules (seed 001 policy_constants)."
+)
+
+
+def build_classified_runs(daily: dg.PartitionsDefinition):
+    @dg.asset(
+        deps=["run_table", unknown_whitelist.key],
+        group_name="analysis",
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description="Every run with its unknown classes against the current whitelist, computed from the stored "
+        "run_table (never from JSON). A whitelist edit is a backfill of this asset and what sits downstream.",
+        owners=OWNERS,
+        kinds={"pandas", "parquet"},
+        metadata=column_schema(ClassifiedRuns),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "classified_runs_schema",
+                asset="classified_runs",
+                blocking=True,
+                description="pandera ClassifiedRuns validated lazily.",
+            )
+        ],
+    )
+    def classified_runs(context: dg.AssetExecutionContext, storage: GateStorage):
+        whitelist = load_whitelist_from(storage)
+        data = storage.data()
+        failures, rows, whitelisted_runs, non_whitelisted_runs = [], 0, 0, 0
+        for day in context.partition_keys:
+            name = f"{day}.parquet"
+            table = data.read_parquet("run_table", name) if data.exists("run_table", name) else None
+            if table is None:
+                raise dg.Failure(
+                    f"run_table partition {day} is not stored; materialize run_table for it first"
+                )
+            classified = classify_runs(table, whitelist)
+            failures.extend({"day": day, **f} for f in validate(ClassifiedRuns, classified))
+            data.write_parquet(classified, "classified_runs", name)
+            rows += len(classified)
+            whitelisted_runs += int((classified["whitelisted_classes"] != "[]").sum())
+            non_whitelisted_runs += int((classified["non_whitelisted_reasons"] != "[]").sum())
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "days": len(context.partition_keys),
+                "whitelist_sha256": whitelist.sha256,
+                "whitelist_entries": len(whitelist.entries),
+                "runs_with_whitelisted_reason": whitelisted_runs,
+                "runs_with_non_whitelisted_reason": non_whitelisted_runs,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="classified_runs_schema",
+            passed=not failures,
+            metadata={"failure_count": len(failures), "failure_cases": dg.MetadataValue.json(failures[:100])},
+        )
+
+    return classified_runs
+
+
+def load_classified_history(storage: GateStorage) -> pd.DataFrame:
+    return storage.data().read_parquet(HISTORY_FILE)
+
+
+def _statistics_asset(asset_name: str, description: str, check_specs: list[dg.AssetCheckSpec] | None = None):
+    compute = analysis.SECTIONS[asset_name]
+
+    @dg.asset(
+        name=asset_name,
+        deps=["rollout_series", analysis_config.key],
+        group_name="analysis",
+        description=description,
+        owners=OWNERS,
+        kinds={"pandas", "csv"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=check_specs,
+    )
+    def _stat(context: dg.AssetExecutionContext, storage: GateStorage):
+        history = load_classified_history(storage)
+        section = compute(history, load_analysis_config_from(storage))
+        outputs = storage.outputs()
+        storage.data().write_bytes(
+            orjson.dumps(section.document, option=orjson.OPT_SORT_KEYS), "statistics", f"{section.name}.json"
+        )
+        paths = {
+            name: outputs.write_bytes(analysis.table_csv_bytes(df), "tables", f"{name}.csv")
+            for name, df in section.tables.items()
+        }
+        # Plain numbers (no NaN/None) so the UI can plot them across materializations.
+        metadata = {key: value for key, value in to_jsonable(section.numbers).items() if value is not None}
+        metadata.update({f"table[{name}]": frame_markdown(df) for name, df in section.tables.items()})
+        metadata.update({f"csv[{name}]": dg.MetadataValue.path(path) for name, path in paths.items()})
+        yield dg.MaterializeResult(asset_key=asset_name, metadata=metadata)
+        if check_specs:
+            yield from _whitelist_health_results(storage, history)
+
+    return _stat
+
+
+def _whitelist_health_results(storage: GateStorage, history: pd.DataFrame):
+    whitelist = load_whitelist_from(storage)
+    latest_day = history["date"].max() if not history.empty else datetime.now(UTC).date().isoformat()
+    health = whitelist_health(whitelist, history, datetime.fromisoformat(latest_day).date())
+    yield dg.AssetCheckResult(
+        check_name="whitelist_entries_current",
+        asset_key="unknown_class_frequencies",
+        passed=health.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "problems": len(health),
+            "owners": dg.MetadataValue.json(sorted(set(health["owner"])))
+            if not health.empty
+            else dg.MetadataValue.json([]),
+            "entries": frame_markdown(health),
+            "evaluated_on": latest_day,
+        },
+    )
+
+
+statistics_assets = [
+    _statistics_asset(
+        "unknown_rate_summary",
+        "unknown_rate min / median / p95 / max per policy_hash, per stratum and overall (seed 000 Zielgrößen, seed 003 tails).",
+    ),
+    _statistics_asset(
+        "unknown_class_frequencies",
+        "Unknown class frequency table overall and per policy_hash, and recurring unknown patterns per policy_hash.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "whitelist_entries_current",
+                asset="unknown_class_frequencies",
+                description="Warns about expired or never-matching whitelist entries, naming their owners.",
+            )
+        ],
+    ),
+    _statistics_asset(
+        "unknown_spikes",
+        "Runs above median + k·MAD of unknown_rate, grouped by top reason, with FAIL rate among spikes vs elsewhere.",
+    ),
+    _statistics_asset(
+        "unknown_risk_measures",
+        "Risk difference / ratio: whitelisted vs non-whitelisted unknowns, FAIL given a reason vs without it (95% CIs).",
+    ),
+    _statistics_asset(
+        "stratum_metrics",
+        "Per stratum and policy_hash: WARN/FAIL counts and rates, combined rate, unknown rate and causes, overrides, "
+        "and the pairwise Δ of the combined rate with its CI (seed 001).",
+    ),
+    _statistics_asset(
+        "warn_threshold_recommendation",
+        "Median-based WARN threshold for unknown_rate and its false-positive rate on history, with and without the "
+        "whitelist (seed 000).",
+    ),
+]

@@ -1,0 +1,194 @@
+"""Decision layer: gate_decision (one asset check per rule, evidence in metadata) and rollout_report."""
+
+import base64
+
+import dagster as dg
+import orjson
+import pandas as pd
+
+from gate_pipeline.defs.analysis import (
+    ANALYSIS_FILE,
+    DECISION_FILE,
+    decision_config,
+    load_classified_history,
+    load_whitelist_from,
+    statistics_assets,
+)
+from gate_pipeline.defs.metadata import OWNERS
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.lib import reports, rules
+from gate_pipeline.lib.provenance import provenance
+from gate_pipeline.lib.storage import sha256_bytes
+
+SCHEMA_VERSION = "1"
+DECISION_FILE_NAME = "decision.json"
+STATISTICS_DEPS = [a.key for a in statistics_assets]
+
+
+def load_decision_config_from(storage: GateStorage) -> tuple[rules.DecisionConfig, bytes]:
+    config = storage.config()
+    raw = config.read_bytes(DECISION_FILE)
+    return rules.load_decision_config(raw, config.url(DECISION_FILE)), raw
+
+
+def read_statistics(storage: GateStorage) -> dict:
+    data = storage.data()
+    names = [n for n in data.list_names("statistics") if n.endswith(".json")]
+    return {n.removesuffix(".json"): orjson.loads(data.read_bytes("statistics", n)) for n in names}
+
+
+def rule_check_name(rule_name: str) -> str:
+    return f"rule_{rule_name}"
+
+
+def _rule_evidence(result: rules.RuleResult) -> dict:
+    evidence = {
+        "verdict": result.verdict,
+        "why": result.why,
+        "kind": result.kind,
+        "metric": result.metric or "",
+        "comparator": result.comparator or "",
+        "sample_size": result.n,
+        "missing_values": result.missing,
+        "observe_only": result.observe_only,
+    }
+    for key in ("observed", "threshold", "ci_low", "ci_high"):
+        value = getattr(result, key)
+        if value is not None:
+            evidence[key] = float(value)
+    if result.strata:
+        evidence["strata"] = dg.MetadataValue.json([s.model_dump() for s in result.strata])
+        failing = sorted(s.name for s in result.strata if s.verdict != "PASS")
+        evidence["failing_strata"] = dg.MetadataValue.json(failing)
+    if result.details:
+        evidence["details"] = dg.MetadataValue.json(result.details)
+    return evidence
+
+
+def _rules_markdown(decision: rules.Decision) -> str:
+    lines = ["| rule | verdict | observed | threshold | n | why |", "|---|---|---|---|---|---|"]
+    for r in decision.rules:
+        observed = "—" if r.observed is None else f"{r.observed:.4g}"
+        threshold = "—" if r.threshold is None else f"{r.comparator or ''} {r.threshold:.4g}"
+        tag = " (observe-only)" if r.observe_only else ""
+        lines.append(f"| {r.name}{tag} | {r.verdict} | {observed} | {threshold} | {r.n} | {r.why} |")
+    return "\n".join(lines)
+
+
+def build_decision_assets(cfg: rules.DecisionConfig) -> list:
+    """Check specs come from the decision config as it is when Definitions load (one check per rule)."""
+    rule_specs = [
+        dg.AssetCheckSpec(
+            rule_check_name(rule.name),
+            asset="gate_decision",
+            description=f"[{rule.kind}{', observe-only' if rule.observe_only else ''}] {rule.description}",
+        )
+        for rule in cfg.rules_for()
+    ]
+    declared = {spec.name for spec in rule_specs}
+    severity = {rule_check_name(r.name): r.severity for r in cfg.rules_for()}
+
+    @dg.asset(
+        deps=["rollout_series", *STATISTICS_DEPS, decision_config.key],
+        group_name="decision",
+        description="Should the current policy advance to its next rollout phase? GO / HOLD / NO_GO / ROLLBACK, "
+        "every rule with observed value, threshold, CI, sample size and why; writes rollout_metrics.json.",
+        owners=OWNERS,
+        kinds={"json"},
+        check_specs=rule_specs,
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def gate_decision(context: dg.AssetExecutionContext, storage: GateStorage):
+        config_store = storage.config()
+        cfg_now, decision_raw = load_decision_config_from(storage)
+        history = load_classified_history(storage)
+        decision = rules.evaluate(history, cfg_now)
+        whitelist = load_whitelist_from(storage)
+        config_files = {DECISION_FILE: decision_raw}
+        if config_store.exists(ANALYSIS_FILE):
+            config_files[ANALYSIS_FILE] = config_store.read_bytes(ANALYSIS_FILE)
+        doc = reports.rollout_metrics_document(
+            decision,
+            read_statistics(storage),
+            provenance(history, whitelist.sha256, config_files),
+            SCHEMA_VERSION,
+        )
+        payload = reports.dumps_canonical(doc)
+        path = storage.outputs().write_bytes(payload, "rollout_metrics.json")
+        storage.data().write_bytes(decision.model_dump_json().encode(), DECISION_FILE_NAME)
+        stale = sorted(set(history["whitelist_sha256"]) - {whitelist.sha256}) if not history.empty else []
+        yield dg.MaterializeResult(
+            metadata={
+                "verdict": decision.verdict,
+                "decision_as_number": decision.decision_as_number,
+                "why": decision.why,
+                "policy_hash": decision.policy_hash or "",
+                "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
+                "runs": decision.n_runs,
+                "days": float(decision.days or 0.0),
+                "rules": dg.MetadataValue.md(_rules_markdown(decision)),
+                "rollout_metrics": dg.MetadataValue.path(path),
+                "rollout_metrics_sha256": sha256_bytes(payload),
+                "whitelist_sha256": whitelist.sha256,
+                # Days classified with another whitelist version: backfill classified_runs to bring them current.
+                "stale_whitelist_versions": dg.MetadataValue.json(stale),
+            }
+        )
+        for result in decision.rules:
+            name = rule_check_name(result.name)
+            if name not in declared:
+                context.log.warning(f"rule {result.name} has no asset check yet: reload the code location")
+                continue
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=result.verdict == "PASS",
+                severity=dg.AssetCheckSeverity.WARN
+                if severity[name] == "WARN"
+                else dg.AssetCheckSeverity.ERROR,
+                metadata=_rule_evidence(result),
+            )
+
+    @dg.asset(
+        deps=[gate_decision, "unknown_spikes", "unknown_rate_summary", "warn_threshold_recommendation"],
+        group_name="decision",
+        description="The human report rollout_series_v1.md with its chart, and the compact PR comment ci_comment.md.",
+        owners=OWNERS,
+        kinds={"markdown", "png"},
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def rollout_report(storage: GateStorage) -> dg.MaterializeResult:
+        decision = rules.Decision.model_validate_json(storage.data().read_bytes(DECISION_FILE_NAME))
+        statistics = read_statistics(storage)
+        history = load_classified_history(storage)
+        chart = reports.render_chart(*chart_inputs(history, statistics))
+        outputs = storage.outputs()
+        chart_path = outputs.write_bytes(chart, "rollout_chart.png")
+        report_path = outputs.write_bytes(
+            reports.render_report_md(decision, statistics, "rollout_chart.png").encode(),
+            "rollout_series_v1.md",
+        )
+        comment = reports.render_ci_comment(decision)
+        comment_path = outputs.write_bytes(comment.encode(), "ci_comment.md")
+        image = base64.b64encode(chart).decode()
+        return dg.MaterializeResult(
+            metadata={
+                "chart": dg.MetadataValue.md(f"![unknown_rate over runs](data:image/png;base64,{image})"),
+                "ci_comment": dg.MetadataValue.md(comment),
+                "report": dg.MetadataValue.path(report_path),
+                "chart_path": dg.MetadataValue.path(chart_path),
+                "ci_comment_path": dg.MetadataValue.path(comment_path),
+            }
+        )
+
+    return [gate_decision, rollout_report]
+
+
+def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:
+    """The series with spikes marked, the overall median and the recommended WARN threshold."""
+    spike_ids = {row["run_id"] for row in statistics.get("spikes", {}).get("spike_runs", [])}
+    series = history[["timestamp", "run_id", "unknown_rate"]].assign(
+        is_spike=history["run_id"].isin(spike_ids)
+    )
+    threshold = statistics.get("warn_threshold", {}).get("threshold")
+    median = statistics.get("warn_threshold", {}).get("median")
+    return series, median, threshold

@@ -1,0 +1,1 @@
+pytest_plugins = ["gate_pipeline_tests.s3_server"]
