@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
 
+from gate_pipeline.lib.discovery import list_date_partitions
 from gate_pipeline.settings import Settings, project_root
 
-DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
 EXIT_CODES = {"GO": 0, "HOLD": 3, "NO_GO": 4, "ROLLBACK": 5}
 
@@ -38,14 +37,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _date_partitions(settings: Settings) -> list[str]:
-    store = settings.store(settings.artifacts_url)
-    return [name for name in store.list_names() if DATE_FOLDER.match(name)]
+    return list_date_partitions(settings.store(settings.artifacts_url).root)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+    from gate_pipeline.definitions import ALL_ASSETS_JOB
     from gate_pipeline.summary import print_summary
 
     settings = _settings(args)
@@ -56,13 +52,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     configured_start = settings.pipeline_config().partitions.start_date
     if days[0] < configured_start:
         os.environ["GATE_PIPELINE_START_DATE"] = days[0]
-    home = _ensure_dagster_home()
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def(ALL_ASSETS_JOB)
-    tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
     print(
         f"gate-pipeline: materializing {len(days)} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
     )
+    result = _execute(settings, ALL_ASSETS_JOB, days)
+    if not result.success:
+        return 1
+    decision = print_summary(settings, result)
+    return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
+
+
+def _execute(settings: Settings, job_name: str, days: list[str]):
+    import dagster as dg
+
+    from gate_pipeline.definitions import build_definitions
+
+    home = _ensure_dagster_home()
+    job = build_definitions(settings).resolve_job_def(job_name)
+    tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     print(f"dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), instance {home}")
@@ -70,11 +77,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         for event in result.all_events:
             if event.is_failure:
                 print(f"  {event.step_key}: {event.message}", file=sys.stderr)
+    return result
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Re-classify all stored history after a whitelist (or analysis/decision config) change, in one run."""
+    import orjson
+
+    from gate_pipeline.definitions import RECLASSIFY_JOB
+    from gate_pipeline.summary import print_summary
+
+    settings = _settings(args)
+    data, outputs = settings.store(settings.data_url), settings.store(settings.outputs_url)
+    days = [n.removesuffix(".parquet") for n in data.list_names("run_table") if n.endswith(".parquet")]
+    if not days:
+        print(
+            f"error: no stored run tables under {settings.data_url}; run `gate-pipeline run` first",
+            file=sys.stderr,
+        )
+        return 2
+    if days[0] < settings.pipeline_config().partitions.start_date:
+        os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+    before = (
+        orjson.loads(outputs.read_bytes("rollout_metrics.json"))
+        if outputs.exists("rollout_metrics.json")
+        else None
+    )
+    print(
+        f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
+    )
+    result = _execute(settings, RECLASSIFY_JOB, days)
+    if not result.success:
         return 1
     decision = print_summary(settings, result)
-    if args.exit_code:
-        return EXIT_CODES[decision["verdict"]]
-    return 0
+    if before is not None:
+        old = before["decision"]
+        print(f"\nDecision before → after: {old['verdict']} → {decision['verdict']}")
+        fp_before = before["statistics"].get("warn_threshold", {}).get("with_whitelist", {}).get("fp_rate")
+        after = orjson.loads(outputs.read_bytes("rollout_metrics.json"))
+        fp_after = after["statistics"].get("warn_threshold", {}).get("with_whitelist", {}).get("fp_rate")
+        print(f"False-positive rate of the WARN threshold (with whitelist): {fp_before} → {fp_after}")
+    return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -108,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input)",
     )
     run.set_defaults(func=cmd_run)
+    backfill = sub.add_parser(
+        "backfill", help="re-classify all stored history after a whitelist/config change (reads no artifact)"
+    )
+    for flag, help_text in (
+        ("--artifacts", "artifact root the history came from (default: as for run)"),
+        ("--out", "outputs location (default: as for run)"),
+        ("--config", "config folder (default: as for run)"),
+        ("--data", "intermediate tables (default: <out>/_data)"),
+    ):
+        backfill.add_argument(flag, default=None, help=help_text)
+    backfill.add_argument("--exit-code", action="store_true", help="exit with the decision, as for run")
+    backfill.set_defaults(func=cmd_backfill)
     gen = sub.add_parser(
         "generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)"
     )
@@ -117,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    from dagster_shared.utils.warnings import BetaWarning
+
+    # Beta APIs are used on purpose (single-run backfills, observable config sources); keep the terminal readable.
+    warnings.filterwarnings("ignore", category=BetaWarning)
     args = build_parser().parse_args(argv)
     sys.exit(args.func(args))
 

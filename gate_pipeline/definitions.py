@@ -13,10 +13,12 @@ from gate_pipeline.defs.decision import build_decision_assets, load_decision_con
 from gate_pipeline.defs.ingest import build_ingest_assets
 from gate_pipeline.defs.partitions import daily_partitions
 from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.defs.sensors import automation_sensor, build_artifact_sensor
 from gate_pipeline.defs.series import rollout_series
 from gate_pipeline.settings import Settings
 
 ALL_ASSETS_JOB = "gate_pipeline_all"
+RECLASSIFY_JOB = "reclassify_history"
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -35,7 +37,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *statistics_assets,
             *build_decision_assets(decision_cfg),
         ],
-        jobs=[dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(include_sources=True))],
+        jobs=[
+            dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(include_sources=True)),
+            # After a whitelist edit: re-classify stored run tables and everything downstream; no JSON is read.
+            dg.define_asset_job(
+                RECLASSIFY_JOB,
+                selection=dg.AssetSelection.assets("classified_runs").downstream(),
+                description="Re-classify all history from stored run tables after a whitelist change, in one run.",
+            ),
+        ],
+        sensors=[build_artifact_sensor(daily, pipeline.sensor), automation_sensor],
         resources={"storage": storage},
     )
 

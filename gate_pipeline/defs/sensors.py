@@ -1,0 +1,75 @@
+"""Artifact sensor (one implementation over fsspec: a local folder and an S3 prefix alike) and automation."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
+from gate_pipeline.settings import SensorSettings
+
+# The per-day chain a new or changed day needs; unpartitioned assets follow through declarative automation.
+INGEST_CHAIN = [
+    dg.AssetKey(name) for name in ("raw_runs", "quarantined_files", "run_table", "classified_runs")
+]
+
+
+def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSettings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="artifact_sensor",
+        description=(
+            "Watches the artifact root (local folder or s3:// prefix): lists only the last "
+            f"{sensor.lookback_days} day(s) and newer date folders each tick, and requests the ingest chain "
+            "for every day whose file fingerprint changed (run key = day + fingerprint)."
+        ),
+        minimum_interval_seconds=sensor.interval_seconds,
+        asset_selection=INGEST_CHAIN,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def artifact_sensor(context: dg.SensorEvaluationContext, storage: GateStorage) -> dg.SensorResult:
+        scan = scan_for_changes(
+            storage.artifacts().root,
+            load_cursor(context.cursor),
+            today=datetime.now(UTC).date(),
+            lookback_days=sensor.lookback_days,
+            settle_seconds=sensor.settle_seconds,
+        )
+        valid = set(daily.get_partition_keys())
+        requests, outside = [], []
+        for change in scan.changed:
+            if change.date not in valid:
+                outside.append(change.date)
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=change.run_key,
+                    partition_key=change.date,
+                    asset_selection=INGEST_CHAIN,
+                    tags={"gate_pipeline/change": change.reason},
+                )
+            )
+        summary = scan.summary()
+        if outside:
+            summary["outside_partitions"] = outside  # before partitions.start_date: widen it to ingest them
+        context.log.info(json.dumps(summary, sort_keys=True))
+        if requests:
+            return dg.SensorResult(run_requests=requests, cursor=dump_cursor(scan.cursor))
+        reasons = sorted({s["reason"] for s in summary["skipped"]}) or ["no new or changed day"]
+        counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"{'; '.join(reasons)} ({counts}; outside partitions: {len(outside)})"),
+            cursor=dump_cursor(scan.cursor),
+        )
+
+    return artifact_sensor
+
+
+# Unpartitioned assets (series, statistics, decision, report) follow their parents; config sources are observed.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.all(include_sources=True),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Declarative automation: keeps the decision fresh after sensor-triggered days; observes config.",
+)

@@ -1,0 +1,105 @@
+"""The artifact sensor on a local folder and on an S3 prefix (moto server on loopback), same code path."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import orjson
+import pytest
+
+from gate_pipeline.defs.partitions import daily_partitions
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.defs.sensors import INGEST_CHAIN, build_artifact_sensor
+from gate_pipeline.settings import PipelineConfig, SensorSettings
+from gate_pipeline.synthetic import CorpusSpec, generate
+from gate_pipeline_tests.pipeline_helpers import CONFIG
+from gate_pipeline_tests.s3_server import upload_tree
+
+SETTLED_NOW = SensorSettings(lookback_days=2, settle_seconds=0, interval_seconds=30)
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def artifact_root(request, tmp_path):
+    """(root URL, storage_options, write(rel, bytes)) for a local folder or an S3 prefix."""
+    local = tmp_path / "artifacts"
+    generate(local, CorpusSpec(runs=30, days=3, seed=5))
+    if request.param == "local":
+
+        def write(rel: str, data: bytes) -> None:
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(data)
+
+        return str(local), {}, write
+    bucket = request.getfixturevalue("s3_bucket")
+    url = bucket.url("ci/artifacts")
+    upload_tree(local, url, bucket.storage_options)
+
+    def write_s3(rel: str, data: bytes) -> None:
+        bucket.upath(f"ci/artifacts/{rel}").write_bytes(data)
+
+    return url, bucket.storage_options, write_s3
+
+
+def _tick(sensor, root, options, cursor=None):
+    storage = GateStorage(
+        artifacts_url=root,
+        data_url="unused",
+        outputs_url="unused",
+        config_url=str(CONFIG),
+        storage_options=options,
+    )
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
+        return sensor(context)
+
+
+def test_sensor_requests_new_and_changed_days_once(artifact_root):
+    root, options, write = artifact_root
+    sensor = build_artifact_sensor(daily_partitions(PipelineConfig()), SETTLED_NOW)
+
+    first = _tick(sensor, root, options)
+    assert sorted(r.partition_key for r in first.run_requests) == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert all(r.asset_selection == INGEST_CHAIN for r in first.run_requests)
+    assert len({r.run_key for r in first.run_requests}) == 3
+
+    # Nothing new: no run, a skip reason that says why.
+    second = _tick(sensor, root, options, first.cursor)
+    assert second.run_requests == [] or second.run_requests is None
+    assert "no new or changed day" in second.skip_reason.skip_message
+
+    # A cursor reset yields the same run keys, so Dagster's run-key dedupe prevents double counting.
+    reset = _tick(sensor, root, options)
+    assert {r.run_key for r in reset.run_requests} == {r.run_key for r in first.run_requests}
+
+    # New runs today: only today's partition is requested.
+    today = datetime.now(UTC).date().isoformat()
+    gate = {
+        "run_id": "r-new-1",
+        "timestamp": f"{today}T01:00:00Z",
+        "policy_hash": "b71c02",
+        "outcome": "PASS",
+        "unknown_rate": 0.02,
+        "top_reasons": [],
+    }
+    write(f"{today}/r-new-1/gate_result.json", orjson.dumps(gate))
+    third = _tick(sensor, root, options, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == [today]
+
+    # A late arrival into today (inside the lookback window) changes the fingerprint: requested again.
+    write(f"{today}/r-new-2/gate_result.json", orjson.dumps({**gate, "run_id": "r-new-2"}))
+    fourth = _tick(sensor, root, options, third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == [today]
+    assert fourth.run_requests[0].run_key != third.run_requests[0].run_key
+
+
+def test_file_still_being_written_is_not_requested_yet(tmp_path):
+    today = datetime.now(UTC).date().isoformat()
+    (tmp_path / today / "r1").mkdir(parents=True)
+    (tmp_path / today / "r1" / "gate_result.json").write_bytes(b'{"run_id": "r1", "outc')
+    sensor = build_artifact_sensor(
+        daily_partitions(PipelineConfig()),
+        SensorSettings(lookback_days=1, settle_seconds=3600, interval_seconds=30),
+    )
+    result = _tick(sensor, str(tmp_path), {})
+    assert not result.run_requests
+    assert "not_settled" in result.skip_reason.skip_message
+    assert today in orjson.loads(result.cursor)["pending"]

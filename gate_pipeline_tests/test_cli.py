@@ -1,0 +1,93 @@
+"""`gate-pipeline run` and `gate-pipeline backfill` as a user runs them (in-process, on tmp folders)."""
+
+import shutil
+
+import orjson
+import pandas as pd
+import pytest
+
+from gate_pipeline import cli
+from gate_pipeline.lib import ingest
+from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE
+
+
+def _cli(*argv: str) -> int:
+    args = cli.build_parser().parse_args(list(argv))
+    return args.func(args)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    return tmp_path, config
+
+
+def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
+    tmp_path, config = workspace
+    out = tmp_path / "out"
+    code = _cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config), "--exit-code")
+    printed = capsys.readouterr().out
+    metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
+    assert code == cli.EXIT_CODES[metrics["decision"]["verdict"]]
+    assert "runs:  74 discovered = 71 accepted + 2 quarantined" in printed
+    assert f"Decision: {metrics['decision']['verdict']} for policy_hash b71c02" in printed
+    for name in (
+        "rollout_series.csv",
+        "rollout_metrics.json",
+        "rollout_series_v1.md",
+        "ci_comment.md",
+        "rollout_chart.png",
+    ):
+        assert str(out / name) in printed
+    before = pd.read_csv(out / "rollout_series.csv", keep_default_na=False)
+    assert before["unknown_classes"].str.contains("non_whitelisted:schema_drift").sum() > 0
+
+    # An operator whitelists schema_drift, then backfills: classification changes, no JSON artifact is read.
+    whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())
+    whitelist["entries"].append(
+        {
+            "reason": "schema_drift",
+            "match": "exact",
+            "class": "schema",
+            "owner": "team:schemas",
+            "note": "known drift",
+        }
+    )
+    (config / "unknown_whitelist.json").write_bytes(orjson.dumps(whitelist, option=orjson.OPT_INDENT_2))
+    reads_before = ingest.files_read()
+    code = _cli("backfill", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config))
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert ingest.files_read() == reads_before, "a whitelist backfill must not read any artifact"
+    after = pd.read_csv(out / "rollout_series.csv", keep_default_na=False)
+    assert after["unknown_classes"].str.contains("non_whitelisted:schema_drift").sum() == 0
+    assert after["unknown_classes"].str.contains("whitelisted:schema").sum() == (
+        before["unknown_classes"].str.contains("non_whitelisted:schema_drift").sum()
+    )
+    assert "re-classifying 12 stored day(s) 2026-03-01..2026-03-12 (no artifact is re-read)" in printed
+    assert "Decision before → after:" in printed
+    new_metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
+    assert new_metrics["provenance"]["whitelist_sha256"] != metrics["provenance"]["whitelist_sha256"]
+    assert (
+        new_metrics["provenance"]["artifact_manifest_sha256"]
+        == metrics["provenance"]["artifact_manifest_sha256"]
+    )
+
+
+def test_run_without_date_folders_is_a_clear_error(workspace, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "empty").mkdir()
+    code = _cli(
+        "run", "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--config", str(config)
+    )
+    assert code == 2
+    assert "no date folders (YYYY-MM-DD) under" in capsys.readouterr().err
+
+
+def test_backfill_before_any_run_is_a_clear_error(workspace, capsys):
+    tmp_path, config = workspace
+    code = _cli("backfill", "--out", str(tmp_path / "o"), "--config", str(config))
+    assert code == 2
+    assert "run `gate-pipeline run` first" in capsys.readouterr().err
