@@ -91,3 +91,33 @@ def test_backfill_before_any_run_is_a_clear_error(workspace, capsys):
     code = _cli("backfill", "--out", str(tmp_path / "o"), "--config", str(config))
     assert code == 2
     assert "run `gate-pipeline run` first" in capsys.readouterr().err
+
+
+def test_threshold_change_changes_the_decision_and_explains_why(workspace, capsys):
+    tmp_path, config = workspace
+    out = tmp_path / "out"
+    assert _cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config)) == 0
+    metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
+    decision, before_sha = metrics["decision"], metrics["provenance"]["config_sha256"]
+    fail_rule = next(r for r in decision["rules"] if r["name"] == "fail_rate")
+    # The sample's FAIL rate CI straddles the 10% threshold, so the gate HOLDs and says so.
+    assert decision["verdict"] == "HOLD"
+    assert fail_rule["verdict"] == "HOLD" and "straddles the threshold" in fail_rule["why"]
+    comment = (out / "ci_comment.md").read_text()
+    assert comment.startswith("### Gate decision: HOLD") and "`fail_rate`" in comment
+
+    # An operator tightens the threshold below the CI's lower bound: the same evidence now says NO_GO.
+    constants = (config / "policy_constants.yaml").read_text()
+    tightened = constants.replace("threshold: 0.10", f"threshold: {fail_rule['ci_low'] / 2:.4f}", 1)
+    assert tightened != constants
+    (config / "policy_constants.yaml").write_text(tightened)
+    code = _cli(
+        "backfill", "--out", str(out), "--config", str(config), "--artifacts", str(SAMPLE), "--exit-code"
+    )
+    printed = capsys.readouterr().out
+    assert code == cli.EXIT_CODES["NO_GO"]
+    assert "Decision before → after: HOLD → NO_GO" in printed
+    after = orjson.loads((out / "rollout_metrics.json").read_bytes())
+    rule = next(r for r in after["decision"]["rules"] if r["name"] == "fail_rate")
+    assert rule["verdict"] == "FAIL" and rule["observed"] == fail_rule["observed"]
+    assert after["provenance"]["config_sha256"] != before_sha
