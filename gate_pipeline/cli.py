@@ -55,14 +55,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: materializing {len(days)} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
     )
-    result = _execute(settings, ALL_ASSETS_JOB, days)
+    result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
     if not result.success:
         return 1
     decision = print_summary(settings, result)
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
-def _execute(settings: Settings, job_name: str, days: list[str]):
+def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool = False):
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
@@ -71,7 +71,12 @@ def _execute(settings: Settings, job_name: str, days: list[str]):
     job = build_definitions(settings).resolve_job_def(job_name)
     tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        # The full event log is in the instance (and the UI); the terminal gets warnings unless --verbose.
+        level = "INFO" if verbose else "WARNING"
+        run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+        result = job.execute_in_process(
+            instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+        )
     print(f"dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), instance {home}")
     if not result.success:
         for event in result.all_events:
@@ -106,7 +111,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
     )
-    result = _execute(settings, RECLASSIFY_JOB, days)
+    result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
     if not result.success:
         return 1
     decision = print_summary(settings, result)
@@ -150,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input)",
     )
+    run.add_argument("--verbose", action="store_true", help="print Dagster's event log")
     run.set_defaults(func=cmd_run)
     backfill = sub.add_parser(
         "backfill", help="re-classify all stored history after a whitelist/config change (reads no artifact)"
@@ -162,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         backfill.add_argument(flag, default=None, help=help_text)
     backfill.add_argument("--exit-code", action="store_true", help="exit with the decision, as for run")
+    backfill.add_argument("--verbose", action="store_true", help="print Dagster's event log")
     backfill.set_defaults(func=cmd_backfill)
     gen = sub.add_parser(
         "generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)"
