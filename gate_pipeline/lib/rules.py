@@ -51,6 +51,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gate_pipeline.lib.stats import wilson_bounds
+
 # --------------------------------------------------------------------------------------------------
 # Config models
 # --------------------------------------------------------------------------------------------------
@@ -556,14 +558,7 @@ def _iso(ts: pd.Timestamp | None) -> str | None:
 
 def wilson_interval(k: int, n: int, z: float) -> tuple[float, float]:
     """Wilson score interval for k successes out of n (n > 0)."""
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Exact bounds at the edges (the formula leaves ~1e-17 of rounding noise there).
-    lo = 0.0 if k == 0 else max(0.0, center - half)
-    hi = 1.0 if k == n else min(1.0, center + half)
-    return lo, hi
+    return wilson_bounds(k, n, z)
 
 
 def _quantile_ci(sorted_vals: list[float], q: float, z: float) -> tuple[float, float]:

@@ -191,7 +191,8 @@ class RatioCI:
     status: str  # ok | empty_cell | undefined (p2 = 0) | ci_undefined (p1 = 0: ratio 0, no log interval)
 
 
-def _wilson_bounds(x: int, n: int, z: float) -> tuple[float, float]:
+def wilson_bounds(x: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval bounds for x successes in n > 0 trials (the one implementation)."""
     p = x / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
@@ -207,7 +208,7 @@ def wilson(x: int, n: int, z: float = 1.959963984540054) -> RateCI:
     x, n = int(x), int(n)
     if n <= 0:
         return RateCI(x, n, None, None, None, "empty_cell")
-    lo, hi = _wilson_bounds(x, n, z)
+    lo, hi = wilson_bounds(x, n, z)
     return RateCI(x, n, x / n, lo, hi, "ok")
 
 
@@ -216,8 +217,8 @@ def newcombe_diff(x1: int, n1: int, x2: int, n2: int, z: float = 1.9599639845400
     if n1 <= 0 or n2 <= 0:
         return DiffCI(None, None, None, "empty_cell")
     p1, p2 = x1 / n1, x2 / n2
-    l1, u1 = _wilson_bounds(x1, n1, z)
-    l2, u2 = _wilson_bounds(x2, n2, z)
+    l1, u1 = wilson_bounds(x1, n1, z)
+    l2, u2 = wilson_bounds(x2, n2, z)
     d = p1 - p2
     lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
@@ -234,8 +235,8 @@ def newcombe_paired_diff(a: int, b: int, c: int, d: int, z: float = 1.9599639845
     if n <= 0:
         return DiffCI(None, None, None, "empty_cell")
     p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = _wilson_bounds(a + b, n, z)
-    l2, u2 = _wilson_bounds(a + c, n, z)
+    l1, u1 = wilson_bounds(a + b, n, z)
+    l2, u2 = wilson_bounds(a + c, n, z)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     phi = 0.0
     if margins > 0:

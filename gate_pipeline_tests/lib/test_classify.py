@@ -9,36 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS, class_kind, classify_runs
+from gate_pipeline.lib.normalize import RUN_TABLE_COLUMNS
 from gate_pipeline.lib.whitelist import Whitelist, WhitelistEntry
-
-RUN_TABLE_COLUMNS = [
-    "run_id",
-    "run_id_source",
-    "timestamp",
-    "timestamp_source",
-    "date",
-    "run_path",
-    "policy_hash",
-    "outcome",
-    "unknown_rate",
-    "top_reasons",
-    "policy_state",
-    "stratum",
-    "drift_schema_version",
-    "warn_count",
-    "fail_count",
-    "unknown_count",
-    "overrides_count",
-    "unknown_causes",
-    "metrics",
-    "has_drift_report",
-    "has_metrics",
-    "field_issues",
-    "gate_sha256",
-    "drift_sha256",
-    "metrics_sha256",
-    "duplicate_count",
-]
 
 
 def make_runs(rows: list[dict]) -> pd.DataFrame:

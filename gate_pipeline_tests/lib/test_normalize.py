@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from gate_pipeline.lib.ingest import RAW_RUN_COLUMNS
 from gate_pipeline.lib.normalize import normalize_day, normalize_run, resolve_duplicates, run_table_frame
 from gate_pipeline.lib.tables import RunTable, validate
 
@@ -92,21 +93,7 @@ def test_timestamp_offsets_are_converted_to_utc():
 
 
 def _raw(rows):
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "date",
-            "run_path",
-            "run_folder",
-            "gate_result",
-            "drift_report",
-            "metrics",
-            "gate_sha256",
-            "drift_sha256",
-            "metrics_sha256",
-            "other_files",
-        ],
-    )
+    return pd.DataFrame(rows, columns=RAW_RUN_COLUMNS)
 
 
 def test_duplicate_rule_latest_timestamp_then_path_wins_whatever_the_order():
