@@ -53,7 +53,7 @@ class IngestSettings(BaseModel):
 class PartitionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start_date: str = Field(
-        "2026-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition."
+        "2026-03-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition."
     )
 
 

@@ -64,4 +64,4 @@ def test_start_date_override_from_env(tmp_path):
         settings.pipeline_config({"GATE_PIPELINE_START_DATE": "2025-06-01"}).partitions.start_date
         == "2025-06-01"
     )
-    assert settings.pipeline_config({}).partitions.start_date == "2026-01-01"
+    assert settings.pipeline_config({}).partitions.start_date == "2026-03-01"

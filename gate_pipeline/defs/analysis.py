@@ -6,7 +6,7 @@ import dagster as dg
 import orjson
 import pandas as pd
 
-from gate_pipeline.defs.metadata import OWNERS, column_schema, frame_markdown
+from gate_pipeline.defs.metadata import OWNERS, column_schema, frame_markdown, readable
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import analysis
 from gate_pipeline.lib.classify import classify_runs
@@ -158,7 +158,11 @@ def _statistics_asset(asset_name: str, description: str, check_specs: list[dg.As
             for name, df in section.tables.items()
         }
         # Plain numbers (no NaN/None) so the UI can plot them across materializations.
-        metadata = {key: value for key, value in to_jsonable(section.numbers).items() if value is not None}
+        metadata = {
+            key: readable(value) if isinstance(value, float) else value
+            for key, value in to_jsonable(section.numbers).items()
+            if value is not None
+        }
         metadata.update({f"table[{name}]": frame_markdown(df) for name, df in section.tables.items()})
         metadata.update({f"csv[{name}]": dg.MetadataValue.path(path) for name, path in paths.items()})
         yield dg.MaterializeResult(asset_key=asset_name, metadata=metadata)

@@ -14,7 +14,7 @@ from gate_pipeline.defs.analysis import (
     load_whitelist_from,
     statistics_assets,
 )
-from gate_pipeline.defs.metadata import OWNERS
+from gate_pipeline.defs.metadata import OWNERS, readable
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import reports, rules
 from gate_pipeline.lib.provenance import provenance
@@ -55,7 +55,7 @@ def _rule_evidence(result: rules.RuleResult) -> dict:
     for key in ("observed", "threshold", "ci_low", "ci_high"):
         value = getattr(result, key)
         if value is not None:
-            evidence[key] = float(value)
+            evidence[key] = readable(value)
     if result.strata:
         evidence["strata"] = dg.MetadataValue.json([s.model_dump() for s in result.strata])
         failing = sorted(s.name for s in result.strata if s.verdict != "PASS")
@@ -125,7 +125,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
                 "runs": decision.n_runs,
-                "days": float(decision.days or 0.0),
+                "days": round(float(decision.days or 0.0), 1),
                 "rules": dg.MetadataValue.md(_rules_markdown(decision)),
                 "rollout_metrics": dg.MetadataValue.path(path),
                 "rollout_metrics_sha256": sha256_bytes(payload),

@@ -19,6 +19,11 @@ def column_schema(model: type[pa.DataFrameModel]) -> dict[str, dg.TableSchema]:
     return {"dagster/column_schema": dg.TableSchema(columns=columns)}
 
 
+def readable(value: float, digits: int = 4) -> float:
+    """A float rounded to a few significant digits for display (exact values live in the JSON outputs)."""
+    return float(f"{value:.{digits}g}")
+
+
 def counts_markdown(per_day: Mapping[str, Mapping[str, int]], keys: list[str]) -> str:
     """Per-partition counts as a markdown table (plus a total row)."""
     header = "| day | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
