@@ -12,7 +12,7 @@ from gate_pipeline.lib import analysis
 from gate_pipeline.lib.classify import classify_runs
 from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config, to_jsonable
 from gate_pipeline.lib.storage import sha256_bytes
-from gate_pipeline.lib.tables import ClassifiedRuns, validate
+from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns
 from gate_pipeline.lib.whitelist import Whitelist, load_whitelist, whitelist_health
 
 WHITELIST_FILE = "unknown_whitelist.json"
@@ -96,7 +96,8 @@ def build_classified_runs(daily: dg.PartitionsDefinition):
     def classified_runs(context: dg.AssetExecutionContext, storage: GateStorage):
         whitelist = load_whitelist_from(storage)
         data = storage.data()
-        failures, rows, whitelisted_runs, non_whitelisted_runs = [], 0, 0, 0
+        validator = BatchValidator(ClassifiedRuns)
+        rows, whitelisted_runs, non_whitelisted_runs = 0, 0, 0
         for day in context.partition_keys:
             name = f"{day}.parquet"
             table = data.read_parquet("run_table", name) if data.exists("run_table", name) else None
@@ -105,11 +106,12 @@ def build_classified_runs(daily: dg.PartitionsDefinition):
                     f"run_table partition {day} is not stored; materialize run_table for it first"
                 )
             classified = classify_runs(table, whitelist)
-            failures.extend({"day": day, **f} for f in validate(ClassifiedRuns, classified))
+            validator.add(day, classified)
             data.write_parquet(classified, "classified_runs", name)
             rows += len(classified)
             whitelisted_runs += int((classified["whitelisted_classes"] != "[]").sum())
             non_whitelisted_runs += int((classified["non_whitelisted_reasons"] != "[]").sum())
+        failures = validator.flush()
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,

@@ -9,7 +9,7 @@ from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib.ingest import IngestLimits, scan_day
 from gate_pipeline.lib.normalize import normalize_day
 from gate_pipeline.lib.storage import sha256_bytes
-from gate_pipeline.lib.tables import QuarantinedFiles, RunTable, validate
+from gate_pipeline.lib.tables import BatchValidator, QuarantinedFiles, RunTable
 from gate_pipeline.settings import PipelineConfig
 
 FILE_COUNTS = ["files_discovered", "files_accepted", "files_quarantined", "files_ignored"]
@@ -114,13 +114,13 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
     def run_table(context: dg.AssetExecutionContext, storage: GateStorage):
         data = storage.data()
         per_day: dict[str, dict[str, int]] = {}
-        failures: list[dict] = []
+        validator = BatchValidator(RunTable)
         rows = 0
         field_issue_runs = 0
         for day in context.partition_keys:
             raw = data.read_parquet("raw_runs", partition_file(day))
             table, dup_quarantine = normalize_day(raw)
-            failures.extend({"day": day, **f} for f in validate(RunTable, table))
+            validator.add(day, table)
             data.write_parquet(table, "run_table", partition_file(day))
             data.write_parquet(dup_quarantine, "run_table_duplicates", partition_file(day))
             per_day[day] = {
@@ -136,6 +136,7 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
             context.log_event(
                 dg.AssetObservation(asset_key="run_table", partition=day, metadata=per_day[day])
             )
+        failures = validator.flush()
         totals = {k: sum(c[k] for c in per_day.values()) for k in TABLE_COUNTS}
         yield dg.MaterializeResult(
             metadata={

@@ -92,23 +92,9 @@ def parse_artifact(data: bytes) -> ParsedFile:
     return ParsedFile(payload, digest)
 
 
-def _relative(full: str, root_path: str) -> str:
-    return full[len(root_path) :].lstrip("/") if full.startswith(root_path) else full
-
-
 def list_day_files(store: Store, date: str) -> dict[str, int]:
-    """All files under one date folder, relative to the artifacts root, with sizes (one listing call)."""
-    day = store.path(date)
-    try:
-        found = store.fs.find(day.path, detail=True)
-    except FileNotFoundError:
-        return {}
-    root_path = store.root.path.rstrip("/")
-    return {
-        _relative(path, root_path): int(info.get("size") or 0)
-        for path, info in found.items()
-        if info.get("type", "file") == "file"
-    }
+    """All files under one date folder, relative to the artifacts root, with sizes (one listing)."""
+    return store.list_files(date)
 
 
 def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> DayScan:
@@ -212,13 +198,6 @@ def quarantine_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def _read_many(store: Store, rels: list[str]) -> dict[str, bytes | Exception]:
-    """Read many small files; fsspec batches remote reads concurrently (`cat` on a list)."""
     global _files_read
-    if not rels:
-        return {}
     _files_read += len(rels)
-    root_path = store.root.path.rstrip("/")
-    full = [f"{root_path}/{rel}" for rel in rels]
-    out = store.fs.cat(full, on_error="return")
-    # fsspec may return the keys with or without the protocol; map back by relative path.
-    return {_relative(k.split("://", 1)[-1], root_path): v for k, v in out.items()}
+    return store.read_files(rels)

@@ -20,12 +20,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-import matplotlib.style
 import numpy as np
 import orjson
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from gate_pipeline.lib.rules import Decision, RuleResult
@@ -155,6 +152,11 @@ def dumps_canonical(doc: Any) -> bytes:
 def render_chart(series: pd.DataFrame, median: float | None, threshold: float | None) -> bytes:
     """PNG of unknown_rate over runs (ordered by timestamp, run_id) with the median line, the threshold
     line and spikes (``is_spike``) marked. Byte-stable: fixed size/dpi, default style, no PNG metadata."""
+    # Imported here: matplotlib costs ~0.8 s at import and only the report step draws.
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     df = series.copy()
     if len(df):
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
 
@@ -91,7 +93,64 @@ class Store:
             return []
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
+    def list_files(self, *parts: str) -> dict[str, int]:
+        """Every file below a folder (recursively): path relative to the root → size. Empty if absent.
+
+        One recursive listing: on S3 one request per 1000 keys. A local root walks with os.scandir, as
+        fsspec's generic walk costs ~10x more per file (measured in bench/, 100k-run corpus).
+        """
+        root_path = self.root.path.rstrip("/")
+        folder = self.path(*parts).path.rstrip("/")
+        if isinstance(self.fs, LocalFileSystem):
+            return _scan_local(folder, len(root_path) + 1)
+        try:
+            found = self.fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = len(root_path) + 1
+        return {
+            p[prefix:]: int(i.get("size") or 0) for p, i in found.items() if i.get("type", "file") == "file"
+        }
+
+    def read_files(self, rels: list[str]) -> dict[str, bytes | Exception]:
+        """Many small files by path relative to the root; a failed read is returned, not raised.
+
+        Remote stores fetch concurrently (fsspec `cat` on a list); a local root reads with plain open().
+        """
+        if not rels:
+            return {}
+        root_path = self.root.path.rstrip("/")
+        if isinstance(self.fs, LocalFileSystem):
+            return {rel: _read_local(f"{root_path}/{rel}") for rel in rels}
+        out = self.fs.cat([f"{root_path}/{rel}" for rel in rels], on_error="return")
+        prefix = len(root_path) + 1
+        return {key.split("://", 1)[-1][prefix:]: value for key, value in out.items()}
+
     def delete(self, *parts: str) -> None:
         target = self.path(*parts)
         if target.exists():
             self.fs.rm(target.path)
+
+
+def _scan_local(folder: str, strip: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif entry.is_file():
+                out[entry.path[strip:]] = entry.stat().st_size
+    return out
+
+
+def _read_local(path: str) -> bytes | Exception:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        return exc
