@@ -9,9 +9,10 @@ import argparse
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from gate_pipeline.lib.discovery import list_date_partitions
+from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
 from gate_pipeline.settings import Settings, project_root
 
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
@@ -36,29 +37,52 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _date_partitions(settings: Settings) -> list[str]:
-    return list_date_partitions(settings.store(settings.artifacts_url).root)
+RUN_CURSOR = "run_cursor.json"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Materialize the days that are new or changed since the last run (all days on the first run or --full)."""
     from gate_pipeline.definitions import ALL_ASSETS_JOB
     from gate_pipeline.summary import print_summary
 
     settings = _settings(args)
-    days = _date_partitions(settings)
-    if not days:
+    data = settings.store(settings.data_url)
+    root = settings.store(settings.artifacts_url).root
+    pipeline = settings.pipeline_config()
+    cursor = (
+        None
+        if args.full or not data.exists(RUN_CURSOR)
+        else load_cursor(data.read_bytes(RUN_CURSOR).decode())
+    )
+    # Same discovery as the sensor: only recent days and newer date folders are listed, so a re-run
+    # costs in proportion to what is new. settle_seconds=0: an explicit run takes the files as they are.
+    scan = scan_for_changes(
+        root,
+        cursor,
+        today=datetime.now(UTC).date(),
+        lookback_days=pipeline.sensor.lookback_days,
+        settle_seconds=0,
+    )
+    days = sorted(change.date for change in scan.changed)
+    if not days and cursor is None:
         print(f"error: no date folders (YYYY-MM-DD) under {settings.artifacts_url}", file=sys.stderr)
         return 2
-    configured_start = settings.pipeline_config().partitions.start_date
-    if days[0] < configured_start:
-        os.environ["GATE_PIPELINE_START_DATE"] = days[0]
-    print(
-        f"gate-pipeline: materializing {len(days)} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
-    )
-    result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
-    if not result.success:
-        return 1
-    decision = print_summary(settings, result)
+    if not days:
+        print(
+            f"gate-pipeline: nothing new under {settings.artifacts_url} since the last run (--full rebuilds)"
+        )
+    else:
+        if days[0] < pipeline.partitions.start_date:
+            os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+        what = f"all {len(days)}" if cursor is None else f"{len(days)} new or changed"
+        print(
+            f"gate-pipeline: materializing {what} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
+        )
+        result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
+        if not result.success:
+            return 1
+        data.write_bytes(dump_cursor(scan.cursor).encode(), RUN_CURSOR)
+    decision = print_summary(settings)
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
@@ -114,7 +138,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
     if not result.success:
         return 1
-    decision = print_summary(settings, result)
+    decision = print_summary(settings)
     if before is not None:
         old = before["decision"]
         print(f"\nDecision before → after: {old['verdict']} → {decision['verdict']}")
@@ -156,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input)",
     )
     run.add_argument("--verbose", action="store_true", help="print Dagster's event log")
+    run.add_argument(
+        "--full", action="store_true", help="re-materialize every day, not only new or changed ones"
+    )
     run.set_defaults(func=cmd_run)
     backfill = sub.add_parser(
         "backfill", help="re-classify all stored history after a whitelist/config change (reads no artifact)"

@@ -121,3 +121,33 @@ def test_threshold_change_changes_the_decision_and_explains_why(workspace, capsy
     rule = next(r for r in after["decision"]["rules"] if r["name"] == "fail_rate")
     assert rule["verdict"] == "FAIL" and rule["observed"] == fail_rule["observed"]
     assert after["provenance"]["config_sha256"] != before_sha
+
+
+def test_rerun_materializes_only_new_days(workspace, capsys):
+    tmp_path, config = workspace
+    artifacts, out = tmp_path / "artifacts", tmp_path / "out"
+    shutil.copytree(SAMPLE, artifacts)
+    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert "materializing all 12 day(s) 2026-03-01..2026-03-12" in capsys.readouterr().out
+
+    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert "nothing new under" in capsys.readouterr().out
+
+    gate = {
+        "run_id": "r-late-1",
+        "timestamp": "2026-03-13T08:00:00Z",
+        "policy_hash": "b71c02",
+        "outcome": "PASS",
+        "unknown_rate": 0.01,
+        "top_reasons": [],
+    }
+    (artifacts / "2026-03-13" / "r-late-1").mkdir(parents=True)
+    (artifacts / "2026-03-13" / "r-late-1" / "gate_result.json").write_bytes(orjson.dumps(gate))
+    reads_before = ingest.files_read()
+    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    printed = capsys.readouterr().out
+    assert "materializing 1 new or changed day(s) 2026-03-13..2026-03-13" in printed
+    assert ingest.files_read() - reads_before == 1  # only the new file was read
+    assert "runs:  75 discovered = 72 accepted" in printed
+    series = pd.read_csv(out / "rollout_series.csv")
+    assert len(series) == 72 and series["run_id"].iloc[-1] == "r-late-1"
