@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
+from gate_pipeline.lib.ingest import files_read
 from gate_pipeline.settings import Settings, project_root
 
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
@@ -135,9 +136,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
     )
+    reads_before = files_read()
     result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
     if not result.success:
         return 1
+    print(f"artifact files read during the backfill: {files_read() - reads_before}")
     decision = print_summary(settings)
     if before is not None:
         old = before["decision"]

@@ -68,6 +68,7 @@ def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
     )
     assert "re-classifying 12 stored day(s) 2026-03-01..2026-03-12 (no artifact is re-read)" in printed
     assert "Decision before → after:" in printed
+    assert "artifact files read during the backfill: 0" in printed
     new_metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
     assert new_metrics["provenance"]["whitelist_sha256"] != metrics["provenance"]["whitelist_sha256"]
     assert (
