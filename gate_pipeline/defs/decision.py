@@ -62,6 +62,8 @@ def _rule_evidence(result: rules.RuleResult) -> dict:
         evidence["failing_strata"] = dg.MetadataValue.json(failing)
     if result.details:
         evidence["details"] = dg.MetadataValue.json(result.details)
+    if result.evidence_run_ids:
+        evidence["evidence_run_ids"] = dg.MetadataValue.json(result.evidence_run_ids)
     return evidence
 
 

@@ -488,6 +488,7 @@ class RuleResult(_Out):
     stratum: str | None = None
     strata: list[StratumResult] = Field(default_factory=list)
     details: dict[str, float | int | str | None] = Field(default_factory=dict)
+    evidence_run_ids: list[str] = Field(default_factory=list)
     why: str
 
 
@@ -823,7 +824,7 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: list[int], ctx: _Ctx)
             why=why,
         )
     verdict, agg, why = _eval_condition(rule, cur, ctx, "for the current policy")
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"evidence_runs": len(evidence := _evidence_runs(rule, cur, ctx))}
     if agg.k is not None:
         details["hits"] = agg.k
     if agg.invalid:
@@ -841,8 +842,29 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: list[int], ctx: _Ctx)
         n=agg.n,
         missing=agg.missing,
         details=details,
+        evidence_run_ids=evidence[:EVIDENCE_RUN_IDS],
         why=why,
     )
+
+
+EVIDENCE_RUN_IDS = 50  # enough to triage from the UI; the full list is one filter away in rollout_series.csv
+
+
+def _evidence_runs(rule: AbsoluteRule | RollbackRule, positions: list[int], ctx: _Ctx) -> list[str]:
+    """The runs behind the number, sorted: those matching a rate's condition (e.g. the FAIL runs), or, for
+    other aggregates, the runs whose own value violates the comparator (e.g. unknown_rate above the threshold)."""
+    m = rule.metric
+    values, run_ids = ctx.values(positions, m.column), ctx.values(positions, "run_id")
+    if m.match is not None:
+        hits = [rid for rid, v in zip(run_ids, values, strict=True) if not _is_missing(v) and m.match.hits(v)]
+    else:
+        compare = _COMPARE[rule.comparator]
+        hits = [
+            rid
+            for rid, v in zip(run_ids, values, strict=True)
+            if (num := _as_number(v)) is not None and not compare(num, rule.threshold)
+        ]
+    return sorted(str(rid) for rid in hits)
 
 
 def _measure(kind: str, cur: float, base: float) -> float | None:

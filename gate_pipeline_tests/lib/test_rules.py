@@ -567,3 +567,20 @@ def test_string_metric_values_are_counted_as_missing():
     d = evaluate(runs, cfg)
     avg = rule(d, "latency_avg")
     assert (avg.observed, avg.n, avg.missing, avg.details["non_numeric"]) == (150.0, 90, 10, 10)
+
+
+def test_rules_name_the_runs_behind_their_numbers():
+    cfg = load("policy_constants.yaml")
+    runs = make_runs(
+        40,
+        outcome=lambda i: "FAIL" if i in (3, 17, 29) else "PASS",
+        unknown_rate=lambda i: 0.4 if i in (5, 6) else 0.05,
+    )
+    decision = evaluate(runs, cfg)
+    # A rate rule lists the runs matching its condition (the FAIL runs), sorted.
+    assert rule(decision, "fail_rate").evidence_run_ids == ["p1-r0003", "p1-r0017", "p1-r0029"]
+    assert rule(decision, "fail_rate").details["evidence_runs"] == 3
+    # Another aggregate lists the runs whose own value violates the comparator (unknown_rate > 0.15).
+    assert rule(decision, "unknown_rate_median").evidence_run_ids == ["p1-r0005", "p1-r0006"]
+    # Rules without a per-run notion carry none.
+    assert rule(decision, "min_evidence").evidence_run_ids == []
