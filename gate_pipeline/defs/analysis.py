@@ -11,7 +11,7 @@ from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import analysis
 from gate_pipeline.lib.classify import classify_runs
 from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config, to_jsonable
-from gate_pipeline.lib.storage import sha256_bytes
+from gate_pipeline.lib.storage import parquet_bytes, sha256_bytes
 from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns
 from gate_pipeline.lib.whitelist import Whitelist, load_whitelist, whitelist_health
 
@@ -19,6 +19,7 @@ WHITELIST_FILE = "unknown_whitelist.json"
 ANALYSIS_FILE = "analysis.yaml"
 DECISION_FILE = "policy_constants.yaml"
 HISTORY_FILE = "rollout_runs.parquet"  # written by rollout_series: the classified, deduplicated history
+VERSIONS_FOLDER = "classified_runs_versions"  # <day>.sha256: digest of each stored classified_runs file
 
 
 def load_whitelist_from(storage: GateStorage) -> Whitelist:
@@ -107,7 +108,10 @@ def build_classified_runs(daily: dg.PartitionsDefinition):
                 )
             classified = classify_runs(table, whitelist)
             validator.add(day, classified)
-            data.write_parquet(classified, "classified_runs", name)
+            payload = parquet_bytes(classified)
+            data.write_bytes(payload, "classified_runs", name)
+            # A digest per day lets rollout_series re-read only the days that changed.
+            data.write_bytes(sha256_bytes(payload).encode(), VERSIONS_FOLDER, f"{day}.sha256")
             rows += len(classified)
             whitelisted_runs += int((classified["whitelisted_classes"] != "[]").sum())
             non_whitelisted_runs += int((classified["non_whitelisted_reasons"] != "[]").sum())
@@ -135,43 +139,71 @@ def load_classified_history(storage: GateStorage) -> pd.DataFrame:
     return storage.data().read_parquet(HISTORY_FILE)
 
 
-def _statistics_asset(asset_name: str, description: str, check_specs: list[dg.AssetCheckSpec] | None = None):
-    compute = analysis.SECTIONS[asset_name]
+STATISTICS_DESCRIPTIONS = {
+    "unknown_rate_summary": "unknown_rate min / median / p95 / max per policy_hash, per stratum and overall "
+    "(seed 000 Zielgrößen, seed 003 tails).",
+    "unknown_class_frequencies": "Unknown class frequency table overall and per policy_hash, and recurring unknown "
+    "patterns per policy_hash.",
+    "unknown_spikes": "Runs above median + k·MAD of unknown_rate, grouped by top reason, with FAIL rate among spikes "
+    "vs elsewhere (seed 000 outlier definition).",
+    "unknown_risk_measures": "Risk difference / ratio: whitelisted vs non-whitelisted unknowns, FAIL given a reason vs "
+    "without it (95% CIs: Wilson, Newcombe, Katz log).",
+    "stratum_metrics": "Per stratum and policy_hash: WARN/FAIL counts and rates, combined rate, unknown rate and "
+    "causes, overrides, and the pairwise Δ of the combined rate with its CI (seed 001).",
+    "warn_threshold_recommendation": "Median-based WARN threshold for unknown_rate and its false-positive rate on "
+    "history, with and without the whitelist (seed 000).",
+}
 
-    @dg.asset(
-        name=asset_name,
-        deps=["rollout_series", analysis_config.key],
-        group_name="analysis",
-        description=description,
-        owners=OWNERS,
-        kinds={"pandas", "csv"},
-        automation_condition=dg.AutomationCondition.eager(),
-        check_specs=check_specs,
-    )
-    def _stat(context: dg.AssetExecutionContext, storage: GateStorage):
-        history = load_classified_history(storage)
-        section = compute(history, load_analysis_config_from(storage))
-        outputs = storage.outputs()
-        storage.data().write_bytes(
+
+def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
+    # Plain numbers (no NaN/None) so the UI can plot them across materializations.
+    metadata = {
+        key: readable(value) if isinstance(value, float) else value
+        for key, value in to_jsonable(section.numbers).items()
+        if value is not None
+    }
+    metadata.update({f"table[{name}]": frame_markdown(df) for name, df in section.tables.items()})
+    metadata.update({f"csv[{name}]": dg.MetadataValue.path(path) for name, path in paths.items()})
+    return metadata
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            deps=["rollout_series", analysis_config.key],
+            group_name="analysis",
+            description=description,
+            owners=OWNERS,
+            kinds={"pandas", "csv"},
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for name, description in STATISTICS_DESCRIPTIONS.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "whitelist_entries_current",
+            asset="unknown_class_frequencies",
+            description="Warns about expired or never-matching whitelist entries, naming their owners.",
+        )
+    ],
+)
+def rollout_statistics(storage: GateStorage):
+    """All statistics assets in one step: the classified history is read once (it is the expensive part)."""
+    history = load_classified_history(storage)
+    cfg = load_analysis_config_from(storage)
+    outputs, data = storage.outputs(), storage.data()
+    for asset_name, compute in analysis.SECTIONS.items():
+        section = compute(history, cfg)
+        data.write_bytes(
             orjson.dumps(section.document, option=orjson.OPT_SORT_KEYS), "statistics", f"{section.name}.json"
         )
         paths = {
             name: outputs.write_bytes(analysis.table_csv_bytes(df), "tables", f"{name}.csv")
             for name, df in section.tables.items()
         }
-        # Plain numbers (no NaN/None) so the UI can plot them across materializations.
-        metadata = {
-            key: readable(value) if isinstance(value, float) else value
-            for key, value in to_jsonable(section.numbers).items()
-            if value is not None
-        }
-        metadata.update({f"table[{name}]": frame_markdown(df) for name, df in section.tables.items()})
-        metadata.update({f"csv[{name}]": dg.MetadataValue.path(path) for name, path in paths.items()})
-        yield dg.MaterializeResult(asset_key=asset_name, metadata=metadata)
-        if check_specs:
-            yield from _whitelist_health_results(storage, history)
-
-    return _stat
+        yield dg.MaterializeResult(asset_key=asset_name, metadata=_section_metadata(section, paths))
+    yield from _whitelist_health_results(storage, history)
 
 
 def _whitelist_health_results(storage: GateStorage, history: pd.DataFrame):
@@ -194,38 +226,4 @@ def _whitelist_health_results(storage: GateStorage, history: pd.DataFrame):
     )
 
 
-statistics_assets = [
-    _statistics_asset(
-        "unknown_rate_summary",
-        "unknown_rate min / median / p95 / max per policy_hash, per stratum and overall (seed 000 Zielgrößen, seed 003 tails).",
-    ),
-    _statistics_asset(
-        "unknown_class_frequencies",
-        "Unknown class frequency table overall and per policy_hash, and recurring unknown patterns per policy_hash.",
-        check_specs=[
-            dg.AssetCheckSpec(
-                "whitelist_entries_current",
-                asset="unknown_class_frequencies",
-                description="Warns about expired or never-matching whitelist entries, naming their owners.",
-            )
-        ],
-    ),
-    _statistics_asset(
-        "unknown_spikes",
-        "Runs above median + k·MAD of unknown_rate, grouped by top reason, with FAIL rate among spikes vs elsewhere.",
-    ),
-    _statistics_asset(
-        "unknown_risk_measures",
-        "Risk difference / ratio: whitelisted vs non-whitelisted unknowns, FAIL given a reason vs without it (95% CIs).",
-    ),
-    _statistics_asset(
-        "stratum_metrics",
-        "Per stratum and policy_hash: WARN/FAIL counts and rates, combined rate, unknown rate and causes, overrides, "
-        "and the pairwise Δ of the combined rate with its CI (seed 001).",
-    ),
-    _statistics_asset(
-        "warn_threshold_recommendation",
-        "Median-based WARN threshold for unknown_rate and its false-positive rate on history, with and without the "
-        "whitelist (seed 000).",
-    ),
-]
+statistics_assets = [rollout_statistics]

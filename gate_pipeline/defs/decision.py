@@ -22,7 +22,7 @@ from gate_pipeline.lib.storage import sha256_bytes
 
 SCHEMA_VERSION = "1"
 DECISION_FILE_NAME = "decision.json"
-STATISTICS_DEPS = [a.key for a in statistics_assets]
+STATISTICS_DEPS = [key for a in statistics_assets for key in a.keys]
 
 
 def load_decision_config_from(storage: GateStorage) -> tuple[rules.DecisionConfig, bytes]:

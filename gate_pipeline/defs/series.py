@@ -2,8 +2,9 @@
 
 import dagster as dg
 import orjson
+import pandas as pd
 
-from gate_pipeline.defs.analysis import HISTORY_FILE
+from gate_pipeline.defs.analysis import HISTORY_FILE, VERSIONS_FOLDER
 from gate_pipeline.defs.metadata import OWNERS, column_schema
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import series as series_lib
@@ -14,11 +15,27 @@ from gate_pipeline.lib.tables import RolloutSeries, validate
 SOURCE_TABLE = "classified_runs"
 
 
-def load_history(storage: GateStorage, table: str = SOURCE_TABLE):
-    """All stored days of a per-day table, combined with the duplicate rule (what downstream assets read)."""
+UNION_FILE = "rollout_union.parquet"  # every stored day's classified rows, before cross-day dedupe
+UNION_VERSIONS = "rollout_union_versions.json"  # day -> digest of the classified_runs file it came from
+
+
+def load_union(storage: GateStorage) -> tuple[pd.DataFrame, list[str], int]:
+    """The union of all stored days, re-reading only days whose classified_runs file changed since last time."""
     data = storage.data()
-    names = [n for n in data.list_names(table) if n.endswith(".parquet")]
-    return series_lib.combine_days([data.read_parquet(table, n) for n in names]), len(names)
+    versions = {
+        name.removesuffix(".sha256"): digest.decode()
+        for name, digest in data.read_folder(VERSIONS_FOLDER, suffix=".sha256").items()
+    }
+    cached, cached_versions = None, {}
+    if data.exists(UNION_FILE) and data.exists(UNION_VERSIONS):
+        cached, cached_versions = data.read_parquet(UNION_FILE), orjson.loads(data.read_bytes(UNION_VERSIONS))
+    union, read = series_lib.update_union(
+        cached, cached_versions, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
+    )
+    if read or cached is None:
+        data.write_parquet(union, UNION_FILE)
+        data.write_bytes(orjson.dumps(versions, option=orjson.OPT_SORT_KEYS), UNION_VERSIONS)
+    return union, read, len(versions)
 
 
 @dg.asset(
@@ -32,7 +49,8 @@ def load_history(storage: GateStorage, table: str = SOURCE_TABLE):
     automation_condition=dg.AutomationCondition.eager(),
 )
 def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
-    (runs, cross_day_dups), days = load_history(storage)
+    union, days_read, days = load_union(storage)
+    runs, cross_day_dups = series_lib.combine_days([union])
     series = series_lib.rollout_series(runs)
     failures = validate(RolloutSeries, series)
     if failures:
@@ -57,6 +75,7 @@ def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
         metadata={
             "dagster/row_count": len(series),
             "days": days,
+            "days_read": len(days_read),
             "duplicates_across_days": len(cross_day_dups),
             "runs_discovered": counts["runs"]["discovered"],
             "runs_quarantined": counts["runs"]["quarantined_no_usable_gate_result"]

@@ -588,24 +588,107 @@ class _Agg:
         self.invalid, self.ci, self.ci_method = invalid, ci, ci_method
 
 
-def _aggregate(values: list[Any], aggregate: str, match: Match | None, z: float) -> _Agg:
-    present = [v for v in values if not _is_missing(v)]
-    missing = len(values) - len(present)
+class _Vals:
+    """A column's values at some row positions, classified once so rules aggregate with numpy.
+
+    The classification mirrors the scalar helpers exactly: ``missing`` = ``_is_missing``; ``is_num`` =
+    ``_as_number`` is not None (finite numbers and bools), with the value in ``num``; ``sval`` holds the
+    value where it is a ``str`` (else None). A value that is neither missing nor numeric is "invalid" for
+    numeric aggregates."""
+
+    __slots__ = ("is_num", "missing", "num", "sval")
+
+    def __init__(self, missing: np.ndarray, is_num: np.ndarray, num: np.ndarray, sval: np.ndarray | None):
+        self.missing, self.is_num, self.num, self.sval = missing, is_num, num, sval
+
+    def __len__(self) -> int:
+        return len(self.missing)
+
+    def take(self, idx: np.ndarray) -> _Vals:
+        return _Vals(
+            self.missing[idx], self.is_num[idx], self.num[idx], None if self.sval is None else self.sval[idx]
+        )
+
+    @staticmethod
+    def empty(n: int) -> _Vals:
+        return _Vals(np.ones(n, dtype=bool), np.zeros(n, dtype=bool), np.full(n, np.nan), None)
+
+    @staticmethod
+    def from_objects(obj: np.ndarray) -> _Vals:
+        """Classify an object array element by element (the generic, exact path)."""
+        n = len(obj)
+        is_str = np.fromiter((isinstance(v, str) for v in obj), dtype=bool, count=n)
+        missing = np.zeros(n, dtype=bool)
+        is_num = np.zeros(n, dtype=bool)
+        num = np.full(n, np.nan)
+        # Only non-strings need the scalar helpers; in text columns that is just the missing cells.
+        for i in np.flatnonzero(~is_str):
+            v = obj[i]
+            if _is_missing(v):
+                missing[i] = True
+                continue
+            x = _as_number(v.item() if isinstance(v, np.generic) else v)
+            if x is not None:
+                is_num[i], num[i] = True, x
+        sval = None
+        if is_str.any():
+            sval = np.empty(n, dtype=object)
+            sval[is_str] = obj[is_str]
+        return _Vals(missing, is_num, num, sval)
+
+    @staticmethod
+    def from_series(s: pd.Series) -> _Vals:
+        """Classify a whole column, using its dtype where that decides the answer without a Python loop."""
+        dtype = s.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+            num = s.to_numpy(dtype=float)
+            missing = np.isnan(num) if dtype.kind == "f" else np.zeros(len(num), dtype=bool)
+            return _Vals(missing, np.isfinite(num), num, None)
+        if isinstance(s.array, pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray):
+            num = s.to_numpy(dtype=float, na_value=np.nan)
+            missing = s.isna().to_numpy(dtype=bool) | np.isnan(num)
+            return _Vals(missing, ~missing & np.isfinite(num), num, None)
+        return _Vals.from_objects(s.to_numpy(dtype=object))
+
+
+def _match_hits(vals: _Vals, match: Match) -> np.ndarray:
+    """Vectorized ``Match.hits`` over the present values (missing cells never hit)."""
+
+    def eq(target: Any) -> np.ndarray:
+        t = _as_number(target)
+        if t is not None:
+            return vals.is_num & (vals.num == t)
+        if isinstance(target, str) and vals.sval is not None:
+            return vals.sval == target
+        return np.zeros(len(vals), dtype=bool)
+
+    if match.equals is not None:
+        hits = eq(match.equals)
+    elif match.in_ is not None:
+        hits = np.zeros(len(vals), dtype=bool)
+        for x in match.in_:
+            hits |= eq(x)
+    else:
+        hits = vals.is_num & _COMPARE[match.comparator](vals.num, match.value)  # type: ignore[index,arg-type]
+    return np.asarray(hits, dtype=bool) & ~vals.missing
+
+
+def _aggregate(vals: _Vals, aggregate: str, match: Match | None, z: float) -> _Agg:
+    missing = int(vals.missing.sum())
     if aggregate in ("count", "rate"):
-        n = len(present)
-        k = sum(1 for v in present if match.hits(v)) if match is not None else n
+        n = len(vals) - missing
+        k = int(_match_hits(vals, match).sum()) if match is not None else n
         if aggregate == "count":
             return _Agg(float(k), n, missing, k=k)
         if n == 0:
             return _Agg(None, 0, missing, k=0)
         return _Agg(k / n, n, missing, k=k, ci=wilson_interval(k, n, z), ci_method="wilson")
-    nums = [_as_number(v) for v in present]
-    invalid = sum(1 for x in nums if x is None)
-    xs = sorted(x for x in nums if x is not None)
-    n = len(xs)
+    invalid = len(vals) - missing - int(vals.is_num.sum())
+    # Stable sort: equal values (0.0 / -0.0) keep input order, exactly like sorted() on a list.
+    arr = np.sort(vals.num[vals.is_num], kind="stable")
+    n = len(arr)
     if n == 0:
         return _Agg(None, 0, missing + invalid, invalid=invalid)
-    arr = np.asarray(xs, dtype=float)
     ci: tuple[float, float] | None = None
     method: str | None = None
     if aggregate == "mean":
@@ -616,25 +699,26 @@ def _aggregate(values: list[Any], aggregate: str, match: Match | None, z: float)
     elif aggregate in QUANTILES:
         q = QUANTILES[aggregate]
         value = float(np.percentile(arr, q * 100, method="linear"))
-        ci, method = _quantile_ci(xs, q, z), "order_statistic"
+        ci, method = _quantile_ci(arr, q, z), "order_statistic"
     elif aggregate == "min":
-        value = xs[0]
+        value = float(arr[0])
     elif aggregate == "max":
-        value = xs[-1]
+        value = float(arr[-1])
     else:  # sum
-        value = float(math.fsum(xs))
+        value = float(math.fsum(arr.tolist()))
     return _Agg(value, n, missing + invalid, invalid=invalid, ci=ci, ci_method=method)
 
 
 class _Ctx:
-    """Evaluation context: the run table with a lazily parsed metrics cache (each row parsed once)."""
+    """Evaluation context: each column classified once (``_Vals``), metrics JSON parsed once per needed row."""
 
     def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
         self.runs = runs
         self.cfg = cfg
         self.z = NormalDist().inv_cdf((1 + cfg.confidence_level) / 2)
         self._metrics: dict[int, dict[str, Any]] = {}
-        self._columns: dict[str, np.ndarray] = {}
+        self._columns: dict[str, _Vals] = {}
+        self._objects: dict[str, np.ndarray] = {}
         self.now = now
 
     def _parsed(self, pos: int) -> dict[str, Any]:
@@ -656,22 +740,30 @@ class _Ctx:
             return "metrics" in self.runs.columns
         return column in self.runs.columns
 
-    def values(self, positions: Sequence[int], column: str) -> list[Any]:
-        """Values of ``column`` (or ``metrics.<key>``) at the given row positions; missing -> None."""
+    def objects(self, positions: np.ndarray, column: str) -> np.ndarray:
+        """Raw values of a table column at ``positions`` (object array; the column must exist)."""
+        arr = self._objects.get(column)
+        if arr is None:
+            arr = self.runs[column].to_numpy(dtype=object)
+            self._objects[column] = arr
+        return arr[positions]
+
+    def vals(self, positions: np.ndarray, column: str) -> _Vals:
+        """Classified values of ``column`` (or ``metrics.<key>``) at the given row positions."""
         if column.startswith(METRICS_PREFIX):
             key = column[len(METRICS_PREFIX) :]
-            return [self._parsed(p).get(key) for p in positions]
+            # Only the rows asked for are parsed (and each at most once per evaluation).
+            obj = np.empty(len(positions), dtype=object)
+            for i, p in enumerate(positions.tolist()):
+                obj[i] = self._parsed(p).get(key)
+            return _Vals.from_objects(obj)
         if column not in self.runs.columns:
-            return [None] * len(positions)
-        arr = self._columns.get(column)
-        if arr is None:
-            # One object array per column, so per-row access stays cheap on large tables.
-            arr = self.runs[column].to_numpy(dtype=object)
-            self._columns[column] = arr
-        out = []
-        for v in arr[np.asarray(positions, dtype=np.intp)]:
-            out.append(None if _is_missing(v) else (v.item() if isinstance(v, np.generic) else v))
-        return out
+            return _Vals.empty(len(positions))
+        full = self._columns.get(column)
+        if full is None:
+            full = _Vals.from_series(self.runs[column])
+            self._columns[column] = full
+        return full.take(positions)
 
 
 def _ci_decide(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import orjson
 import pandas as pd
@@ -38,6 +39,31 @@ def combine_days(tables: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame
         return (tables[0] if tables else pd.DataFrame()).iloc[0:0], pd.DataFrame()
     runs = pd.concat(non_empty, ignore_index=True)
     return resolve_duplicates(runs)
+
+
+def update_union(
+    cached: pd.DataFrame | None,
+    cached_versions: dict[str, str],
+    versions: dict[str, str],
+    read_day: Callable[[str], pd.DataFrame],
+) -> tuple[pd.DataFrame, list[str]]:
+    """All days' rows (before cross-day dedupe), re-reading only the days whose version changed.
+
+    `versions` maps each stored day to a content digest; `cached` is the previous union built from
+    `cached_versions`. Returns the union sorted by (date, run_path), so its content never depends on
+    the order of earlier updates, and the days that were read.
+    """
+    if cached is None:
+        changed, keep = sorted(versions), []
+    else:
+        changed = sorted(day for day, version in versions.items() if cached_versions.get(day) != version)
+        stale = set(changed) | (set(cached_versions) - set(versions))
+        keep = [cached[~cached["date"].isin(stale)]]
+    frames = [f for f in [*keep, *(read_day(day) for day in changed)] if not f.empty]
+    if not frames:
+        return (cached.iloc[0:0] if cached is not None else pd.DataFrame()), changed
+    union = pd.concat(frames, ignore_index=True)
+    return union.sort_values(["date", "run_path"], kind="stable").reset_index(drop=True), changed
 
 
 def _join_json_list(text: str) -> str:

@@ -65,12 +65,7 @@ class Store:
         return str(target)
 
     def write_parquet(self, df: pd.DataFrame, *parts: str) -> str:
-        """Parquet with a fixed writer config so identical frames give identical bytes."""
-        # The pandas metadata is kept: it restores nullable Int64 / tz-aware dtypes on read.
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", write_statistics=False)
-        return self.write_bytes(buf.getvalue(), *parts)
+        return self.write_bytes(parquet_bytes(df), *parts)
 
     def read_parquet(self, *parts: str) -> pd.DataFrame:
         return pq.read_table(io.BytesIO(self.read_bytes(*parts))).to_pandas()
@@ -130,6 +125,15 @@ class Store:
         target = self.path(*parts)
         if target.exists():
             self.fs.rm(target.path)
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """Parquet with a fixed writer config so identical frames give identical bytes."""
+    # The pandas metadata is kept: it restores nullable Int64 / tz-aware dtypes on read.
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=False)
+    return buf.getvalue()
 
 
 def _scan_local(folder: str, strip: int) -> dict[str, int]:

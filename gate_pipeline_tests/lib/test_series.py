@@ -3,7 +3,7 @@
 import pandas as pd
 
 from gate_pipeline.lib.normalize import normalize_run, run_table_frame
-from gate_pipeline.lib.series import combine_days, rollout_series, series_csv_bytes
+from gate_pipeline.lib.series import combine_days, rollout_series, series_csv_bytes, update_union
 from gate_pipeline.lib.tables import RolloutSeries, validate
 
 
@@ -67,3 +67,37 @@ def test_no_days_gives_an_empty_series():
     runs, dups = combine_days([])
     assert runs.empty and dups.empty
     assert isinstance(runs, pd.DataFrame)
+
+
+def test_incremental_union_equals_a_cold_union_and_rereads_only_changed_days():
+    days = {
+        "2026-03-01": run_table_frame([_row("r1", "2026-03-01T10:00:00Z", "2026-03-01")]),
+        "2026-03-02": run_table_frame([_row("r2", "2026-03-02T10:00:00Z", "2026-03-02")]),
+        "2026-03-03": run_table_frame([_row("r3", "2026-03-03T10:00:00Z", "2026-03-03")]),
+    }
+    reads: list[str] = []
+
+    def read_day(day):
+        reads.append(day)
+        return days[day]
+
+    v1 = {"2026-03-01": "a", "2026-03-02": "b"}
+    first, read = update_union(None, {}, v1, read_day)
+    assert read == ["2026-03-01", "2026-03-02"] and list(first["run_id"]) == ["r1", "r2"]
+
+    # Day 2 changed (a late run), day 3 is new: only those two are read again.
+    days["2026-03-02"] = run_table_frame(
+        [_row("r2", "2026-03-02T10:00:00Z", "2026-03-02"), _row("r2b", "2026-03-02T11:00:00Z", "2026-03-02")]
+    )
+    v2 = {"2026-03-01": "a", "2026-03-02": "b2", "2026-03-03": "c"}
+    reads.clear()
+    second, read = update_union(first, v1, v2, read_day)
+    assert read == reads == ["2026-03-02", "2026-03-03"]
+    cold, _ = update_union(None, {}, v2, read_day)
+    pd.testing.assert_frame_equal(second, cold)
+    assert list(second["run_id"]) == ["r1", "r2", "r2b", "r3"]
+
+    # A day that disappeared from storage disappears from the union; nothing is read.
+    v3 = {"2026-03-01": "a", "2026-03-03": "c"}
+    third, read = update_union(second, v2, v3, read_day)
+    assert read == [] and list(third["run_id"]) == ["r1", "r3"]
