@@ -21,7 +21,6 @@ from gate_pipeline.lib.provenance import provenance
 from gate_pipeline.lib.storage import sha256_bytes
 
 SCHEMA_VERSION = "1"
-DECISION_FILE_NAME = "decision.json"
 STATISTICS_DEPS = [key for a in statistics_assets for key in a.keys]
 
 
@@ -90,36 +89,52 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
     declared = {spec.name for spec in rule_specs}
     severity = {rule_check_name(r.name): r.severity for r in cfg.rules_for()}
 
-    @dg.asset(
-        deps=["rollout_series", *STATISTICS_DEPS, decision_config.key],
-        group_name="decision",
-        description="Should the current policy advance to its next rollout phase? GO / HOLD / NO_GO / ROLLBACK, "
-        "every rule with observed value, threshold, CI, sample size and why; writes rollout_metrics.json.",
-        owners=OWNERS,
-        kinds={"json"},
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                "gate_decision",
+                deps=["rollout_series", *STATISTICS_DEPS, decision_config.key],
+                group_name="decision",
+                description="Should the current policy advance to its next rollout phase? GO / HOLD / NO_GO / "
+                "ROLLBACK, every rule with observed value, threshold, CI, sample size and why; writes "
+                "rollout_metrics.json.",
+                owners=OWNERS,
+                kinds={"json"},
+                automation_condition=dg.AutomationCondition.eager(),
+            ),
+            dg.AssetSpec(
+                "rollout_report",
+                deps=["gate_decision"],
+                group_name="decision",
+                description="The human report rollout_series_v1.md with its chart, and the compact PR comment "
+                "ci_comment.md.",
+                owners=OWNERS,
+                kinds={"markdown", "png"},
+                automation_condition=dg.AutomationCondition.eager(),
+            ),
+        ],
         check_specs=rule_specs,
-        automation_condition=dg.AutomationCondition.eager(),
     )
-    def gate_decision(context: dg.AssetExecutionContext, storage: GateStorage):
+    def decision_outputs(context: dg.AssetExecutionContext, storage: GateStorage):
+        """Decision and report in one step: both need the whole classified history, read once."""
         config_store = storage.config()
         cfg_now, decision_raw = load_decision_config_from(storage)
         history = load_classified_history(storage)
+        statistics = read_statistics(storage)
         decision = rules.evaluate(history, cfg_now)
         whitelist = load_whitelist_from(storage)
         config_files = {DECISION_FILE: decision_raw}
         if config_store.exists(ANALYSIS_FILE):
             config_files[ANALYSIS_FILE] = config_store.read_bytes(ANALYSIS_FILE)
         doc = reports.rollout_metrics_document(
-            decision,
-            read_statistics(storage),
-            provenance(history, whitelist.sha256, config_files),
-            SCHEMA_VERSION,
+            decision, statistics, provenance(history, whitelist.sha256, config_files), SCHEMA_VERSION
         )
         payload = reports.dumps_canonical(doc)
-        path = storage.outputs().write_bytes(payload, "rollout_metrics.json")
-        storage.data().write_bytes(decision.model_dump_json().encode(), DECISION_FILE_NAME)
+        outputs = storage.outputs()
+        path = outputs.write_bytes(payload, "rollout_metrics.json")
         stale = sorted(set(history["whitelist_sha256"]) - {whitelist.sha256}) if not history.empty else []
         yield dg.MaterializeResult(
+            asset_key="gate_decision",
             metadata={
                 "verdict": decision.verdict,
                 "decision_as_number": decision.decision_as_number,
@@ -134,7 +149,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 "whitelist_sha256": whitelist.sha256,
                 # Days classified with another whitelist version: backfill classified_runs to bring them current.
                 "stale_whitelist_versions": dg.MetadataValue.json(stale),
-            }
+            },
         )
         for result in decision.rules:
             name = rule_check_name(result.name)
@@ -143,6 +158,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 continue
             yield dg.AssetCheckResult(
                 check_name=name,
+                asset_key="gate_decision",
                 passed=result.verdict == "PASS",
                 severity=dg.AssetCheckSeverity.WARN
                 if severity[name] == "WARN"
@@ -150,39 +166,25 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 metadata=_rule_evidence(result),
             )
 
-    @dg.asset(
-        deps=[gate_decision, "unknown_spikes", "unknown_rate_summary", "warn_threshold_recommendation"],
-        group_name="decision",
-        description="The human report rollout_series_v1.md with its chart, and the compact PR comment ci_comment.md.",
-        owners=OWNERS,
-        kinds={"markdown", "png"},
-        automation_condition=dg.AutomationCondition.eager(),
-    )
-    def rollout_report(storage: GateStorage) -> dg.MaterializeResult:
-        decision = rules.Decision.model_validate_json(storage.data().read_bytes(DECISION_FILE_NAME))
-        statistics = read_statistics(storage)
-        history = load_classified_history(storage)
         chart = reports.render_chart(*chart_inputs(history, statistics))
-        outputs = storage.outputs()
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")
-        report_path = outputs.write_bytes(
-            reports.render_report_md(decision, statistics, "rollout_chart.png").encode(),
-            "rollout_series_v1.md",
-        )
+        report = reports.render_report_md(decision, statistics, "rollout_chart.png")
+        report_path = outputs.write_bytes(report.encode(), "rollout_series_v1.md")
         comment = reports.render_ci_comment(decision)
         comment_path = outputs.write_bytes(comment.encode(), "ci_comment.md")
         image = base64.b64encode(chart).decode()
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key="rollout_report",
             metadata={
                 "chart": dg.MetadataValue.md(f"![unknown_rate over runs](data:image/png;base64,{image})"),
                 "ci_comment": dg.MetadataValue.md(comment),
                 "report": dg.MetadataValue.path(report_path),
                 "chart_path": dg.MetadataValue.path(chart_path),
                 "ci_comment_path": dg.MetadataValue.path(comment_path),
-            }
+            },
         )
 
-    return [gate_decision, rollout_report]
+    return [decision_outputs]
 
 
 def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:

@@ -16,6 +16,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -57,6 +58,7 @@ RUN_TABLE_COLUMNS = [
     "metrics_sha256",
     "duplicate_count",
 ]
+DRIFT_COUNTS_SET = frozenset(DRIFT_COUNTS.values())
 _EMPTY_LIST = "[]"
 _EMPTY_OBJ = "{}"
 
@@ -212,24 +214,186 @@ def _normalize_drift(drift: dict[str, Any] | None, row: dict[str, Any], issues: 
 
 
 def normalize_day(raw_runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """raw_runs rows of one partition → (run_table, duplicate quarantine rows)."""
-    rows = []
-    loads = orjson.loads
-    for rec in raw_runs.itertuples(index=False):
-        gate = loads(rec.gate_result)
-        drift = loads(rec.drift_report) if rec.drift_report is not None else None
-        metrics = loads(rec.metrics) if rec.metrics is not None else None
-        row = normalize_run(gate, drift, metrics, rec.run_folder, rec.date)
-        row.update(
-            date=rec.date,
-            run_path=rec.run_path,
-            gate_sha256=rec.gate_sha256,
-            drift_sha256=rec.drift_sha256,
-            metrics_sha256=rec.metrics_sha256,
-        )
-        rows.append(row)
-    table = run_table_frame(rows)
-    return resolve_duplicates(table)
+    """raw_runs rows of one partition → (run_table, duplicate quarantine rows).
+
+    Same result as `normalize_run` per row + `run_table_frame` + `resolve_duplicates`, built column-wise:
+    a row whose gate and drift fields are all plainly valid takes an inline fast path; anything else
+    (missing, invalid, needs trimming or case folding) goes through `normalize_run` / `_normalize_drift`.
+    The payload strings are ingest's canonical JSON, so `metrics` is passed through unparsed.
+    """
+    cols = _day_columns(raw_runs)
+    return resolve_duplicates(_columns_frame(cols, len(raw_runs)))
+
+
+_GATE_COLS = ("run_id", "run_id_source", "policy_hash", "outcome", "unknown_rate", "top_reasons")
+_DRIFT_COLS = (
+    "policy_state",
+    "stratum",
+    "drift_schema_version",
+    "warn_count",
+    "fail_count",
+    "unknown_count",
+    "overrides_count",
+    "unknown_causes",
+)
+_NO_DRIFT = (None, "unknown", None, None, None, None, None, _EMPTY_OBJ)
+
+
+def _day_columns(raw: pd.DataFrame) -> dict[str, list[Any]]:
+    """Per-column value lists of one day's rows (raw order); hot loop, hence the local aliases."""
+    loads, dumps, sort_keys = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
+    outcomes, states = OUTCOMES, POLICY_STATES
+    parse_ts, fromiso = _parse_timestamp, datetime.fromisoformat
+    gate_cols: list[tuple] = []
+    drift_cols: list[tuple] = []
+    timestamps: list[datetime] = []
+    ts_sources: list[str] = []
+    issues_col: list[str] = []
+    midnight: dict[str, datetime] = {}
+    for date, folder, gate_text, drift_text in zip(
+        raw["date"].tolist(),
+        raw["run_folder"].tolist(),
+        raw["gate_result"].tolist(),
+        raw["drift_report"].tolist(),
+        strict=True,
+    ):
+        gate = loads(gate_text)
+        get = gate.get
+        run_id, policy_hash, outcome = get("run_id"), get("policy_hash"), get("outcome")
+        rate, reasons = get("unknown_rate"), get("top_reasons")
+        issues: list[str] | None = None
+        # Fast path: every gate field already valid and canonical (exact types: orjson never yields subclasses).
+        if (
+            type(run_id) is str
+            and type(policy_hash) is str
+            and type(outcome) is str
+            and outcome in outcomes
+            and type(rate) is float
+            and 0.0 <= rate <= 1.0
+            and type(reasons) is list
+            and (run_id := run_id.strip())
+            and (policy_hash := policy_hash.strip())
+        ):
+            if reasons:
+                kept = [r.strip() for r in reasons if type(r) is str and r.strip()]
+                if len(kept) != len(reasons):
+                    issues = ["unknown_field_invalid:top_reasons"]
+                top = dumps(kept).decode()
+            else:
+                top = _EMPTY_LIST
+            gate_cols.append((run_id, "file", policy_hash, outcome, rate, top))
+        else:
+            issues = []
+            row = normalize_run({k: v for k, v in gate.items() if k != "timestamp"}, None, None, folder, date)
+            issues.extend(orjson.loads(row["field_issues"]))
+            gate_cols.append(tuple(row[c] for c in _GATE_COLS))
+            run_id, policy_hash = row["run_id"], row["policy_hash"]
+
+        raw_ts = get("timestamp")
+        if type(raw_ts) is str and len(raw_ts) == 20 and raw_ts[19] == "Z":
+            try:
+                ts = fromiso(raw_ts[:19] + "+00:00").astimezone(UTC)
+            except ValueError:
+                ts = None
+        else:
+            ts = parse_ts(raw_ts)
+        if ts is None:
+            if raw_ts is not None:
+                if issues is None:
+                    issues = []
+                issues.append("unknown_field_invalid:timestamp")
+            ts = midnight.get(date)
+            if ts is None:
+                ts = midnight[date] = datetime.fromisoformat(date).replace(tzinfo=UTC)
+            ts_sources.append("date_folder")
+        else:
+            ts_sources.append("file")
+        timestamps.append(ts)
+
+        if drift_text is None:
+            drift_cols.append(_NO_DRIFT)
+        else:
+            drift = loads(drift_text)
+            dget = drift.get
+            state, version, causes = dget("policy_state"), dget("schema_version"), dget("unknown_causes")
+            warn, fail, unknown, overrides = (
+                dget("WARN_count"),
+                dget("FAIL_count"),
+                dget("Unknown_count"),
+                dget("Overrides_count"),
+            )
+            d_run_id, d_hash = dget("run_id"), dget("policy_hash")
+            if (
+                type(state) is str
+                and state in states
+                and type(version) is str
+                and type(warn) is int
+                and warn >= 0
+                and type(fail) is int
+                and fail >= 0
+                and type(unknown) is int
+                and unknown >= 0
+                and type(overrides) is int
+                and overrides >= 0
+                and (d_run_id is None or d_run_id == run_id)
+                and (d_hash is None or policy_hash is None or d_hash == policy_hash)
+                and (
+                    causes is None
+                    or (type(causes) is dict and all(type(v) is int and v >= 0 for v in causes.values()))
+                )
+            ):
+                # JSON object keys are always str, so this equals canonical_json of the str(k)-keyed copy.
+                causes_text = _EMPTY_OBJ if causes is None else dumps(causes, option=sort_keys).decode()
+                drift_cols.append((state, state, version, warn, fail, unknown, overrides, causes_text))
+            else:
+                if issues is None:
+                    issues = []
+                out = _normalize_drift(drift, {"run_id": run_id, "policy_hash": policy_hash}, issues)
+                drift_cols.append(tuple(out[c] for c in _DRIFT_COLS))
+        issues_col.append(_EMPTY_LIST if not issues else canonical_json(sorted(set(issues))))
+
+    cols: dict[str, list[Any]] = {}
+    for name, values in zip(_GATE_COLS, zip(*gate_cols, strict=True) if gate_cols else [()] * 6, strict=True):
+        cols[name] = list(values)
+    for name, values in zip(
+        _DRIFT_COLS, zip(*drift_cols, strict=True) if drift_cols else [()] * 8, strict=True
+    ):
+        cols[name] = list(values)
+    cols["timestamp"] = timestamps
+    cols["timestamp_source"] = ts_sources
+    cols["field_issues"] = issues_col
+    metrics = raw["metrics"].tolist()
+    cols["metrics"] = [_EMPTY_OBJ if m is None else m for m in metrics]
+    cols["has_metrics"] = [m is not None for m in metrics]
+    cols["has_drift_report"] = [d is not None for d in raw["drift_report"].tolist()]
+    for name in ("date", "run_path", "gate_sha256", "drift_sha256", "metrics_sha256"):
+        cols[name] = raw[name].tolist()
+    return cols
+
+
+def _columns_frame(cols: dict[str, list[Any]], n: int) -> pd.DataFrame:
+    """run_table frame from column lists, with the dtypes `run_table_frame` gives."""
+    data: dict[str, Any] = {}
+    for name in RUN_TABLE_COLUMNS:
+        if name == "timestamp":
+            data[name] = (
+                pd.DatetimeIndex(cols[name], dtype="datetime64[ns, UTC]")
+                if n
+                else pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")
+            )
+        elif name == "unknown_rate":
+            data[name] = np.array(cols[name], dtype="float64")
+        elif name in DRIFT_COUNTS_SET:
+            data[name] = pd.array(cols[name], dtype="Int64")
+        elif name in ("has_drift_report", "has_metrics"):
+            data[name] = np.array(cols[name], dtype=bool)
+        elif name == "duplicate_count":
+            data[name] = np.ones(n, dtype="int64")
+        else:
+            arr = np.empty(n, dtype=object)
+            arr[:] = cols[name]
+            data[name] = arr
+    return pd.DataFrame(data, columns=RUN_TABLE_COLUMNS)
 
 
 def run_table_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -248,26 +412,47 @@ def resolve_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     """Apply the duplicate run_id rule; returns (unique rows sorted by timestamp, run_id; quarantine rows)."""
     if table.empty:
         return table.reset_index(drop=True), quarantine_frame([])
-    ordered = table.sort_values(["run_id", "timestamp", "run_path"], kind="stable")
+    # The sorts run on a narrow key frame carrying row positions; the wide table is gathered once at the end
+    # (sorting/masking all columns twice dominated the cost). Same sorts, same stability → same order.
+    keys = pd.DataFrame(
+        {
+            "run_id": table["run_id"].to_numpy(),
+            "timestamp": table["timestamp"].array,
+            "run_path": table["run_path"].to_numpy(),
+            "pos": np.arange(len(table)),
+        }
+    )
+    ordered = keys.sort_values(["run_id", "timestamp", "run_path"], kind="stable")
     counts = ordered.groupby("run_id", sort=False)["run_id"].transform("size").astype("int64")
-    ordered = ordered.assign(duplicate_count=counts)
-    keep_mask = ~ordered.duplicated("run_id", keep="last")
-    kept, dropped = ordered[keep_mask], ordered[~keep_mask]
-    winners = kept.set_index("run_id")["run_path"]
-    qrows = [
-        (
-            row.date,
-            row.run_path,
-            row.run_path,
-            "run",
-            row.gate_sha256,
-            0,
-            "duplicate_run_id",
-            f"run_id {row.run_id} also at {winners[row.run_id]}, which wins (latest timestamp, then path)",
-        )
-        for row in dropped.itertuples(index=False)
-    ]
-    kept = kept.sort_values(["timestamp", "run_id"], kind="stable").reset_index(drop=True)
+    keep_mask = ~ordered.duplicated("run_id", keep="last").to_numpy()
+    kept_keys = ordered[keep_mask].assign(duplicate_count=counts[keep_mask])
+    dropped_pos = ordered["pos"].to_numpy()[~keep_mask]
+    qrows: list[tuple] = []
+    if len(dropped_pos):
+        winners = dict(zip(kept_keys["run_id"].tolist(), kept_keys["run_path"].tolist(), strict=True))
+        dropped = table.take(dropped_pos)
+        qrows = [
+            (
+                date,
+                run_path,
+                run_path,
+                "run",
+                gate_sha,
+                0,
+                "duplicate_run_id",
+                f"run_id {run_id} also at {winners[run_id]}, which wins (latest timestamp, then path)",
+            )
+            for date, run_path, gate_sha, run_id in zip(
+                dropped["date"].tolist(),
+                dropped["run_path"].tolist(),
+                dropped["gate_sha256"].tolist(),
+                dropped["run_id"].tolist(),
+                strict=True,
+            )
+        ]
+    kept_keys = kept_keys.sort_values(["timestamp", "run_id"], kind="stable")
+    kept = table.take(kept_keys["pos"].to_numpy()).reset_index(drop=True)
+    kept = kept.assign(duplicate_count=kept_keys["duplicate_count"].to_numpy())
     return kept, quarantine_frame(qrows)
 
 

@@ -562,12 +562,12 @@ def wilson_interval(k: int, n: int, z: float) -> tuple[float, float]:
     return wilson_bounds(k, n, z)
 
 
-def _quantile_ci(sorted_vals: list[float], q: float, z: float) -> tuple[float, float]:
+def _quantile_ci(sorted_vals: np.ndarray, q: float, z: float) -> tuple[float, float]:
     n = len(sorted_vals)
     sd = math.sqrt(n * q * (1 - q))
     lo = min(max(math.floor(n * q - z * sd), 1), n)
     hi = min(max(math.ceil(n * q + z * sd), 1), n)
-    return sorted_vals[lo - 1], sorted_vals[hi - 1]
+    return float(sorted_vals[lo - 1]), float(sorted_vals[hi - 1])
 
 
 class _Agg:
@@ -615,19 +615,24 @@ class _Vals:
 
     @staticmethod
     def from_objects(obj: np.ndarray) -> _Vals:
-        """Classify an object array element by element (the generic, exact path)."""
+        """Classify an object array element by element (exact); text columns take a C fast path."""
         n = len(obj)
-        is_str = np.fromiter((isinstance(v, str) for v in obj), dtype=bool, count=n)
+        if n and pd.api.types.infer_dtype(obj, skipna=True) == "string":
+            # Every non-null cell is a str; only the null cells go through the scalar helpers below.
+            is_str = ~pd.isna(obj)
+        else:
+            is_str = np.fromiter((isinstance(v, str) for v in obj), dtype=bool, count=n)
         missing = np.zeros(n, dtype=bool)
         is_num = np.zeros(n, dtype=bool)
         num = np.full(n, np.nan)
         # Only non-strings need the scalar helpers; in text columns that is just the missing cells.
         for i in np.flatnonzero(~is_str):
             v = obj[i]
+            v = v.item() if isinstance(v, np.generic) else v
             if _is_missing(v):
                 missing[i] = True
                 continue
-            x = _as_number(v.item() if isinstance(v, np.generic) else v)
+            x = _as_number(v)
             if x is not None:
                 is_num[i], num[i] = True, x
         sval = None
@@ -816,10 +821,10 @@ def _no_data_text(column: str, agg: _Agg, total: int, ctx: _Ctx, min_n: int, sco
 
 
 def _eval_condition(
-    rule: AbsoluteRule | RollbackRule, positions: list[int], ctx: _Ctx, scope: str
+    rule: AbsoluteRule | RollbackRule, positions: np.ndarray, ctx: _Ctx, scope: str
 ) -> tuple[RuleVerdict, _Agg, str]:
     m = rule.metric
-    agg = _aggregate(ctx.values(positions, m.column), m.aggregate, m.match, ctx.z)
+    agg = _aggregate(ctx.vals(positions, m.column), m.aggregate, m.match, ctx.z)
     if agg.value is None or agg.n < rule.min_n:
         return "HOLD", agg, _no_data_text(m.column, agg, len(positions), ctx, rule.min_n, scope)
     straddle_on = rule.hold_on_ci_straddle
@@ -859,14 +864,45 @@ def _base_result(rule: Any, **kw: Any) -> RuleResult:
     )
 
 
-def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: list[int], ctx: _Ctx) -> RuleResult:
+def _stratum_labels(cur: np.ndarray, column: str, ctx: _Ctx) -> np.ndarray:
+    """``str(value)`` per run, ``(missing)`` for missing values (object array aligned with ``cur``)."""
+    vals = ctx.vals(cur, column)
+    if vals.missing.all():
+        return np.full(len(cur), "(missing)", dtype=object)
+    if vals.sval is not None and (vals.missing | (vals.sval != None)).all():  # noqa: E711 - elementwise
+        return np.where(vals.missing, "(missing)", vals.sval).astype(object)
+    # Numeric or mixed strata: the exact per-value path.
+    return np.array([_label(v) for v in _values_of(cur, column, ctx)], dtype=object)
+
+
+def _label(v: Any) -> str:
+    return "(missing)" if v is None else str(v)
+
+
+def _values_of(positions: np.ndarray, column: str, ctx: _Ctx) -> list[Any]:
+    """Python values at ``positions`` (missing -> None, numpy scalars unwrapped); the slow exact path."""
+    if column.startswith(METRICS_PREFIX):
+        key = column[len(METRICS_PREFIX) :]
+        raw = [ctx._parsed(p).get(key) for p in positions.tolist()]
+    elif column in ctx.runs.columns:
+        raw = ctx.objects(positions, column).tolist()
+    else:
+        return [None] * len(positions)
+    out = []
+    for v in raw:
+        v = v.item() if isinstance(v, np.generic) else v
+        out.append(None if _is_missing(v) else v)
+    return out
+
+
+def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: np.ndarray, ctx: _Ctx) -> RuleResult:
     if isinstance(rule, AbsoluteRule) and rule.per_stratum:
         col = ctx.cfg.strata_column
-        labels = ["(missing)" if v is None else str(v) for v in ctx.values(cur, col)]
-        names = sorted(set(labels)) if rule.strata is None else sorted(rule.strata)
+        labels = _stratum_labels(cur, col, ctx)
+        names = sorted(set(labels.tolist())) if rule.strata is None else sorted(rule.strata)
         subs: list[tuple[StratumResult, _Agg]] = []
         for s in names:
-            pos = [p for p, lab in zip(cur, labels, strict=True) if lab == s]
+            pos = cur[labels == s]
             verdict, agg, why = _eval_condition(rule, pos, ctx, f"in stratum {s}")
             sr = StratumResult(
                 name=s,
@@ -942,21 +978,17 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: list[int], ctx: _Ctx)
 EVIDENCE_RUN_IDS = 50  # enough to triage from the UI; the full list is one filter away in rollout_series.csv
 
 
-def _evidence_runs(rule: AbsoluteRule | RollbackRule, positions: list[int], ctx: _Ctx) -> list[str]:
+def _evidence_runs(rule: AbsoluteRule | RollbackRule, positions: np.ndarray, ctx: _Ctx) -> list[str]:
     """The runs behind the number, sorted: those matching a rate's condition (e.g. the FAIL runs), or, for
     other aggregates, the runs whose own value violates the comparator (e.g. unknown_rate above the threshold)."""
     m = rule.metric
-    values, run_ids = ctx.values(positions, m.column), ctx.values(positions, "run_id")
+    vals = ctx.vals(positions, m.column)
     if m.match is not None:
-        hits = [rid for rid, v in zip(run_ids, values, strict=True) if not _is_missing(v) and m.match.hits(v)]
+        mask = _match_hits(vals, m.match)
     else:
-        compare = _COMPARE[rule.comparator]
-        hits = [
-            rid
-            for rid, v in zip(run_ids, values, strict=True)
-            if (num := _as_number(v)) is not None and not compare(num, rule.threshold)
-        ]
-    return sorted(str(rid) for rid in hits)
+        with np.errstate(invalid="ignore"):
+            mask = vals.is_num & ~_COMPARE[rule.comparator](vals.num, rule.threshold)
+    return sorted(str(rid) for rid in _values_of(positions[np.asarray(mask, dtype=bool)], "run_id", ctx))
 
 
 def _measure(kind: str, cur: float, base: float) -> float | None:
@@ -968,27 +1000,27 @@ def _measure(kind: str, cur: float, base: float) -> float | None:
     return {"ratio": ratio, "relative_change": ratio - 1, "reduction": 1 - ratio}[kind]
 
 
-def _eval_relative(rule: RelativeRule, cur: list[int], ctx: _Ctx, sel: _Selection) -> RuleResult:
+def _eval_relative(rule: RelativeRule, cur: np.ndarray, ctx: _Ctx, sel: _Selection) -> RuleResult:
     m, b = rule.metric, rule.baseline
     base_agg_name = b.aggregate or m.aggregate
     details: dict[str, Any] = {"baseline_source": b.source}
     if b.source == "column":
         bcol = b.column or m.column
-        cv, bv = ctx.values(cur, m.column), ctx.values(cur, bcol)
+        cv, bv = ctx.vals(cur, m.column), ctx.vals(cur, bcol)
         # Paired: only runs that carry both values, so a run missing its baseline cannot skew the ratio.
-        pairs = [(x, y) for x, y in zip(cv, bv, strict=True) if not _is_missing(x) and not _is_missing(y)]
-        cur_agg = _aggregate([x for x, _ in pairs], m.aggregate, m.match, ctx.z)
-        base_agg = _aggregate([y for _, y in pairs], base_agg_name, m.match, ctx.z)
-        cur_agg.missing = len(cur) - len(pairs)
+        both = np.flatnonzero(~cv.missing & ~bv.missing)
+        cur_agg = _aggregate(cv.take(both), m.aggregate, m.match, ctx.z)
+        base_agg = _aggregate(bv.take(both), base_agg_name, m.match, ctx.z)
+        cur_agg.missing = len(cur) - len(both)
         details["baseline"] = f"{base_agg_name} {bcol} (same runs)"
         scope = f"for the current policy with both {m.column} and {bcol}"
     elif b.source == "policy":
         target = b.policy_hash or "previous"
         bhash = sel.previous if target == "previous" else target
         details["baseline_policy_hash"] = bhash
-        bpos = sel.positions_of(bhash) if bhash else []
-        cur_agg = _aggregate(ctx.values(cur, m.column), m.aggregate, m.match, ctx.z)
-        base_agg = _aggregate(ctx.values(bpos, m.column), base_agg_name, m.match, ctx.z)
+        bpos = sel.positions_of(bhash) if bhash else _NO_POSITIONS
+        cur_agg = _aggregate(ctx.vals(cur, m.column), m.aggregate, m.match, ctx.z)
+        base_agg = _aggregate(ctx.vals(bpos, m.column), base_agg_name, m.match, ctx.z)
         details["baseline"] = f"{base_agg_name} {m.column} (policy {bhash})"
         scope = "for the current policy"
         if bhash is None:
@@ -1011,10 +1043,10 @@ def _eval_relative(rule: RelativeRule, cur: list[int], ctx: _Ctx, sel: _Selectio
         start = end - pd.Timedelta(days=2 * days)
         ts = ctx.runs["timestamp"]
         in_cur = ((ts > cut) & (ts <= end)).to_numpy(dtype=bool)
-        cur = [p for p in cur if in_cur[p]]
-        bpos = [int(i) for i in np.flatnonzero(((ts > start) & (ts <= cut)).to_numpy(dtype=bool))]
-        cur_agg = _aggregate(ctx.values(cur, m.column), m.aggregate, m.match, ctx.z)
-        base_agg = _aggregate(ctx.values(bpos, m.column), base_agg_name, m.match, ctx.z)
+        cur = cur[in_cur[cur]]
+        bpos = np.flatnonzero(((ts > start) & (ts <= cut)).to_numpy(dtype=bool))
+        cur_agg = _aggregate(ctx.vals(cur, m.column), m.aggregate, m.match, ctx.z)
+        base_agg = _aggregate(ctx.vals(bpos, m.column), base_agg_name, m.match, ctx.z)
         details["baseline"] = f"{base_agg_name} {m.column} in ({_iso(start)}, {_iso(cut)}]"
         scope = f"for the current policy in the last {days:g} days"
     details["current_value"] = cur_agg.value
@@ -1122,6 +1154,9 @@ def _eval_min_evidence(rule: MinEvidenceRule, sel: _Selection) -> RuleResult:
 # --------------------------------------------------------------------------------------------------
 
 
+_NO_POSITIONS = np.zeros(0, dtype=np.intp)
+
+
 class _Selection:
     def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
         self.runs = runs
@@ -1139,10 +1174,10 @@ class _Selection:
             self.hash = str(hashes[has_hash].iloc[-1])
         self._hashes = hashes
         self._has = has_hash
-        self.current = self.positions_of(self.hash) if self.hash else []
+        self.current = self.positions_of(self.hash) if self.hash else _NO_POSITIONS
         ts = runs["timestamp"]
-        self.first = ts.iat[self.current[0]] if self.current else None
-        self.last = ts.iat[self.current[-1]] if self.current else None
+        self.first = ts.iat[int(self.current[0])] if len(self.current) else None
+        self.last = ts.iat[int(self.current[-1])] if len(self.current) else None
         if now is not None:
             self.end = now
         elif len(runs):
@@ -1152,11 +1187,12 @@ class _Selection:
         self.days = None if self.first is None else max(0.0, (self.end - self.first).total_seconds() / 86400)
         self.previous = self._previous()
 
-    def positions_of(self, h: str | None) -> list[int]:
+    def positions_of(self, h: str | None) -> np.ndarray:
+        """Row positions (ascending) of the runs of policy ``h``."""
         if h is None or self._hashes is None:
-            return []
+            return _NO_POSITIONS
         mask = (self._hashes == h).fillna(False).to_numpy(dtype=bool)
-        return [int(i) for i in np.flatnonzero(mask)]
+        return np.flatnonzero(mask)
 
     def _previous(self) -> str | None:
         """The policy first seen just before the current one (order: first-seen timestamp, then hash)."""
@@ -1171,8 +1207,39 @@ class _Selection:
         return order[i - 1] if i > 0 else None
 
 
-def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
-    df = runs.copy()
+def _used_columns(cfg: DecisionConfig) -> set[str]:
+    """Every run-table column the evaluation of ``cfg``'s current rules can read."""
+    used = {"timestamp", "run_id", "policy_hash", cfg.strata_column}
+    for rule in cfg.rules_for():
+        metric = getattr(rule, "metric", None)
+        baseline = getattr(rule, "baseline", None)
+        for col in (metric.column if metric else None, baseline.column if baseline else None):
+            if col:
+                used.add("metrics" if col.startswith(METRICS_PREFIX) else col)
+    return used
+
+
+def _is_sorted(ts: pd.Series, run_id: pd.Series) -> bool:
+    """True when rows are already in (timestamp, run_id) order, so a stable sort would not move any row."""
+    if len(ts) < 2:
+        return True
+    if ts.isna().any():
+        return False
+    rid = run_id.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(rid, skipna=False) != "string":
+        return False
+    t = ts.to_numpy(dtype="datetime64[ns]").view("i8")
+    later, same = t[1:] > t[:-1], t[1:] == t[:-1]
+    if not (later | same).all():
+        return False
+    tie = np.flatnonzero(same)
+    return bool((rid[tie + 1] >= rid[tie]).all()) if len(tie) else True
+
+
+def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFrame:
+    # Only the columns the rules read: copying and sorting a 30-column history dominated the runtime.
+    keep = [c for c in runs.columns if columns is None or c in columns]
+    df = runs[keep].copy(deep=False)
     if "timestamp" not in df.columns and len(df) == 0:
         df["timestamp"] = pd.Series([], dtype="datetime64[ns, UTC]")
     if "timestamp" not in df.columns:
@@ -1181,8 +1248,12 @@ def _prepare(runs: pd.DataFrame) -> pd.DataFrame:
     df["timestamp"] = ts
     if "run_id" not in df.columns:
         df["run_id"] = ""
-    # Stable order so row order of the input never changes the outcome.
-    df = df.sort_values(["timestamp", "run_id"], kind="mergesort").reset_index(drop=True)
+    # Stable order so row order of the input never changes the outcome (the stored history is usually
+    # already in this order, then the sort is skipped).
+    if _is_sorted(df["timestamp"], df["run_id"]):
+        df.index = pd.RangeIndex(len(df))
+    else:
+        df = df.sort_values(["timestamp", "run_id"], kind="mergesort").reset_index(drop=True)
     return df
 
 
@@ -1206,7 +1277,7 @@ def evaluate(runs: pd.DataFrame, cfg: DecisionConfig, *, now: datetime | None = 
 
     ``now`` bounds the evidence window (days, time-window baselines); default: the latest run's timestamp,
     which keeps the result a pure function of the data.  Input row order does not matter."""
-    df = _prepare(runs)
+    df = _prepare(runs, _used_columns(cfg))
     now_ts = None
     if now is not None:
         now_ts = pd.Timestamp(now)
