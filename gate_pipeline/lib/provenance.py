@@ -35,7 +35,8 @@ def artifact_manifest_sha256(history: pd.DataFrame) -> str:
         lines = sorted(map("\t".join, zip(*(c.tolist() for c in cells), strict=True)))
     else:
         lines = sorted(
-            "\t".join("" if v is None else str(v) for v in row) for row in history[cols].itertuples(index=False)
+            "\t".join("" if v is None else str(v) for v in row)
+            for row in history[cols].itertuples(index=False)
         )
     return sha256_bytes("\n".join(lines).encode())
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -41,6 +41,11 @@ KNOWN_SECTIONS: tuple[tuple[str, str], ...] = (
 )
 CHART_SIZE_INCHES = (10.0, 4.0)
 CHART_DPI = 100
+#: Above this many runs the chart shows per-day aggregates instead of one point per run.
+CHART_MAX_POINTS = 2000
+#: The daily band (p5, p95) around the daily median.
+CHART_BAND_QUANTILES: tuple[float, float, float] = (0.05, 0.5, 0.95)
+CHART_MARGINS = {"left": 0.07, "right": 0.985, "bottom": 0.14, "top": 0.92}
 MAX_TABLE_ROWS = 50
 PREFERRED_COLUMNS: tuple[str, ...] = (
     "name",
@@ -70,14 +75,54 @@ def _round_sig(x: float) -> float | None:
     return 0.0 if r == 0 else r  # no "-0.0"
 
 
+class _Unjsonable(Exception):
+    """Raised deep inside normalization; collects the path on the way out (paths are only built on error)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+        self.parts: list[str] = []
+
+
 def normalize_json(obj: Any, path: str = "$") -> Any:
     """Make ``obj`` canonical JSON data: floats rounded to 10 significant digits, NaN/inf -> null,
     numpy/pandas scalars unwrapped, timestamps as ISO-8601 UTC, lists of objects with a ``name`` sorted by
     name, sets sorted. Raises TypeError naming the path of anything else."""
-    if obj is None or obj is pd.NA or obj is pd.NaT:
+    try:
+        return _norm(obj)
+    except _Unjsonable as e:
+        raise TypeError(f"{path}{''.join(reversed(e.parts))}: {e.problem}") from None
+
+
+def _norm_items(items: Any, part: Callable[[int], str]) -> list[Any]:
+    try:
+        return [_norm(v) for v in items]
+    except _Unjsonable:
+        # Rare error path: find the first failing element again to name its position.
+        for i, v in enumerate(items):
+            try:
+                _norm(v)
+            except _Unjsonable as e:
+                e.parts.append(part(i))
+                raise e from None
+        raise
+
+
+def _norm(obj: Any) -> Any:
+    t = type(obj)
+    # Fast paths for the plain JSON types (exact types; subclasses take the general path below).
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is float:
+        return _round_sig(obj)
+    if t is dict:
+        return _norm_mapping(obj)
+    if t is list:
+        return _norm_sequence(obj)
+    if obj is pd.NA or obj is pd.NaT:
         return None
     if isinstance(obj, BaseModel):
-        return normalize_json(obj.model_dump(mode="json"), path)
+        return _norm(obj.model_dump(mode="json"))
     if isinstance(obj, bool | np.bool_):
         return bool(obj)
     if isinstance(obj, int | np.integer):
@@ -87,7 +132,7 @@ def normalize_json(obj: Any, path: str = "$") -> Any:
     if isinstance(obj, str):
         return obj
     if isinstance(obj, bytes | bytearray):
-        raise TypeError(f"{path}: bytes cannot go into JSON; decode or hash them first")
+        raise _Unjsonable("bytes cannot go into JSON; decode or hash them first")
     if isinstance(obj, pd.Timestamp | datetime):
         ts = pd.Timestamp(obj)
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -99,22 +144,34 @@ def normalize_json(obj: Any, path: str = "$") -> Any:
     if isinstance(obj, date):
         return obj.isoformat()
     if isinstance(obj, Mapping):
-        out = {}
-        for k, v in obj.items():
-            if not isinstance(k, str):
-                raise TypeError(f"{path}: object keys must be strings, got {type(k).__name__}")
-            out[k] = normalize_json(v, f"{path}.{k}")
-        return out
+        return _norm_mapping(obj)
     if isinstance(obj, set | frozenset):
-        items = [normalize_json(v, f"{path}[]") for v in obj]
+        items = _norm_items(list(obj), lambda i: "[]")
         return sorted(items, key=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
     if isinstance(obj, Sequence | np.ndarray):
-        items = [normalize_json(v, f"{path}[{i}]") for i, v in enumerate(obj)]
-        if items and all(isinstance(v, dict) and "name" in v for v in items):
-            # Arrays of named things are sorted by name so CI diffs are stable (seed 001).
-            items.sort(key=lambda v: (str(v["name"]), orjson.dumps(v, option=orjson.OPT_SORT_KEYS)))
-        return items
-    raise TypeError(f"{path}: cannot put {type(obj).__name__} into JSON")
+        return _norm_sequence(obj)
+    raise _Unjsonable(f"cannot put {type(obj).__name__} into JSON")
+
+
+def _norm_mapping(obj: Mapping) -> dict[str, Any]:
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise _Unjsonable(f"object keys must be strings, got {type(k).__name__}")
+        try:
+            out[k] = _norm(v)
+        except _Unjsonable as e:
+            e.parts.append(f".{k}")
+            raise
+    return out
+
+
+def _norm_sequence(obj: Any) -> list[Any]:
+    items = _norm_items(obj, lambda i: f"[{i}]")
+    if items and all(type(v) is dict and "name" in v for v in items):
+        # Arrays of named things are sorted by name so CI diffs are stable (seed 001).
+        items.sort(key=lambda v: (str(v["name"]), orjson.dumps(v, option=orjson.OPT_SORT_KEYS)))
+    return items
 
 
 def rollout_metrics_document(
@@ -149,14 +206,56 @@ def dumps_canonical(doc: Any) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-def render_chart(series: pd.DataFrame, median: float | None, threshold: float | None) -> bytes:
-    """PNG of unknown_rate over runs (ordered by timestamp, run_id) with the median line, the threshold
-    line and spikes (``is_spike``) marked. Byte-stable: fixed size/dpi, default style, no PNG metadata."""
+def render_chart(
+    series: pd.DataFrame,
+    median: float | None,
+    threshold: float | None,
+    *,
+    max_points: int = CHART_MAX_POINTS,
+) -> bytes:
+    """PNG of unknown_rate with the median line, the threshold line and spikes (``is_spike``) marked.
+
+    Up to ``max_points`` runs: one point per run (ordered by timestamp, run_id). Above: per-day aggregates
+    by the timestamp's UTC date (median line and p5–p95 band) plus every spike run as a marker at its
+    timestamp, because 100k individual points are slow to draw and unreadable. Byte-stable for any input
+    row order: fixed size/dpi, default style, no PNG metadata."""
     # Imported here: matplotlib costs ~0.8 s at import and only the report step draws.
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    aggregated = len(series) > max_points
+    with matplotlib.style.context("default"):
+        # style.context("default") shields the output from rcParams changed elsewhere in the process.
+        fig = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        if aggregated:
+            _plot_daily(ax, series)
+        else:
+            _plot_runs(ax, series)
+        if median is not None and math.isfinite(median):
+            ax.axhline(median, color="#2ca02c", linestyle="--", linewidth=1.0, label=f"median {median:.3g}")
+        if threshold is not None and math.isfinite(threshold):
+            ax.axhline(
+                threshold, color="#ff7f0e", linestyle=":", linewidth=1.5, label=f"threshold {threshold:.3g}"
+            )
+        ax.set_ylabel("unknown_rate")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize="small")
+        if aggregated:
+            # Fixed margins: tight_layout lays the text out twice and was ~40% of the large chart's time.
+            fig.subplots_adjust(**CHART_MARGINS)
+        else:
+            fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=CHART_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _plot_runs(ax: Any, series: pd.DataFrame) -> None:
+    """One point per run, x = position in (timestamp, run_id) order (small histories)."""
     df = series.copy()
     if len(df):
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
@@ -164,34 +263,70 @@ def render_chart(series: pd.DataFrame, median: float | None, threshold: float | 
     x = np.arange(len(df), dtype=float)
     y = pd.to_numeric(df["unknown_rate"], errors="coerce").to_numpy(dtype=float) if len(df) else np.array([])
     spikes = df["is_spike"].fillna(False).astype(bool).to_numpy() if len(df) else np.array([], dtype=bool)
-    # style.context("default") shields the output from rcParams changed elsewhere in the process.
-    with matplotlib.style.context("default"):
-        fig = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        if len(df):
-            ax.plot(x, y, color="#1f77b4", linewidth=1.0, marker="o", markersize=3, label="unknown_rate")
-            mask = spikes & np.isfinite(y)
-            if mask.any():
-                ax.scatter(x[mask], y[mask], color="#d62728", marker="x", s=60, zorder=3, label="spike")
-        else:
-            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
-        if median is not None and math.isfinite(median):
-            ax.axhline(median, color="#2ca02c", linestyle="--", linewidth=1.0, label=f"median {median:.3g}")
-        if threshold is not None and math.isfinite(threshold):
-            ax.axhline(
-                threshold, color="#ff7f0e", linestyle=":", linewidth=1.5, label=f"threshold {threshold:.3g}"
-            )
-        ax.set_xlabel("run (ordered by timestamp, run_id)")
-        ax.set_ylabel("unknown_rate")
-        ax.set_title("unknown_rate over runs")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=CHART_DPI, metadata={"Software": None})
-    return buf.getvalue()
+    if len(df):
+        ax.plot(x, y, color="#1f77b4", linewidth=1.0, marker="o", markersize=3, label="unknown_rate")
+        mask = spikes & np.isfinite(y)
+        if mask.any():
+            ax.scatter(x[mask], y[mask], color="#d62728", marker="x", s=60, zorder=3, label="spike")
+    else:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("run (ordered by timestamp, run_id)")
+    ax.set_title("unknown_rate over runs")
+
+
+def daily_unknown_rate(series: pd.DataFrame) -> pd.DataFrame:
+    """Per UTC date of ``timestamp``: n (runs with a finite unknown_rate), p5, median, p95 (linear
+    interpolation), indexed by the day (tz-naive midnight UTC), sorted by day. Row order does not matter."""
+    ts = pd.to_datetime(series["timestamp"], utc=True)
+    y = pd.to_numeric(series["unknown_rate"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(y) & ts.notna().to_numpy()
+    frame = pd.DataFrame({"day": ts.dt.floor("D").dt.tz_localize(None).to_numpy()[ok], "y": y[ok]})
+    grouped = frame.groupby("day", sort=True)["y"]
+    out = grouped.quantile(list(CHART_BAND_QUANTILES)).unstack()
+    out.columns = ["p5", "median", "p95"]
+    out.insert(0, "n", grouped.size())
+    return out
+
+
+def _plot_daily(ax: Any, series: pd.DataFrame) -> None:
+    """Per-day median with a p5–p95 band, plus every spike run at its own timestamp (large histories)."""
+    import matplotlib.dates as mdates
+
+    daily = daily_unknown_rate(series)
+    # Daily values sit at noon so a day's spike markers scatter around its point.
+    x = daily.index.to_numpy(dtype="datetime64[ns]") + np.timedelta64(12, "h")
+    ax.fill_between(
+        x,
+        daily["p5"].to_numpy(),
+        daily["p95"].to_numpy(),
+        color="#1f77b4",
+        alpha=0.25,
+        linewidth=0,
+        label="daily p5–p95",
+    )
+    ax.plot(x, daily["median"].to_numpy(), color="#1f77b4", linewidth=1.0, label="daily median")
+    spikes = series[series["is_spike"].fillna(False).astype(bool).to_numpy()]
+    sy = pd.to_numeric(spikes["unknown_rate"], errors="coerce").to_numpy(dtype=float)
+    spikes = spikes.assign(_y=sy, timestamp=pd.to_datetime(spikes["timestamp"], utc=True))
+    spikes = spikes[np.isfinite(sy) & spikes["timestamp"].notna().to_numpy()]
+    if len(spikes):
+        # Sorted so the draw order (and so every pixel) is independent of the input row order.
+        spikes = spikes.sort_values(["timestamp", "run_id"], kind="mergesort")
+        ax.scatter(
+            spikes["timestamp"].dt.tz_localize(None).to_numpy(dtype="datetime64[ns]"),
+            spikes["_y"].to_numpy(),
+            color="#d62728",
+            marker="x",
+            s=12,
+            linewidths=0.8,
+            zorder=3,
+            label=f"spike ({len(spikes)} runs)",
+        )
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("date (UTC)")
+    ax.set_title(f"unknown_rate per day ({len(series)} runs, {len(daily)} days)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,7 +492,9 @@ def render_ci_comment(decision: Decision) -> str:
 
 
 __all__ = [
+    "CHART_MAX_POINTS",
     "PROVENANCE_KEYS",
+    "daily_unknown_rate",
     "dumps_canonical",
     "normalize_json",
     "render_chart",

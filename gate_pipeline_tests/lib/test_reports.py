@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
+from gate_pipeline.lib.provenance import artifact_manifest_sha256
 from gate_pipeline.lib.reports import (
+    CHART_MAX_POINTS,
+    daily_unknown_rate,
     dumps_canonical,
     normalize_json,
     render_chart,
@@ -217,3 +223,92 @@ def test_ci_comment_is_compact_and_leads_with_the_deciders():
     assert rule_lines[2].startswith("- **PASS** `min_evidence`")
     assert rule_lines[3].startswith("- FAIL `mean_overrides` (observe-only)")
     assert math.isclose(d.rules[0].observed, 7 / 40)
+
+
+def test_normalize_json_error_paths():
+    with pytest.raises(TypeError, match=r"^\$\.a\[2\]\.b: cannot put object into JSON$"):
+        normalize_json({"a": [1, 2, {"b": object()}]})
+    with pytest.raises(TypeError, match=r"^\$\.s\[\]: cannot put object into JSON$"):
+        normalize_json({"s": {object()}})
+    with pytest.raises(TypeError, match=r"^doc\.k: bytes cannot go into JSON"):
+        normalize_json({"k": b"x"}, "doc")
+    with pytest.raises(TypeError, match=r"^\$\.m: object keys must be strings, got int$"):
+        normalize_json({"m": {1: 2}})
+    # Subclasses and numpy scalars still take the general path.
+    assert normalize_json((True, pd.NA, np.float64(0.1 + 0.2), np.int64(3))) == [True, None, 0.3, 3]
+
+
+def _big_series(days=10, per_day=500, spikes=((2, 7), (5, 11))):
+    """per_day runs a day; on every day run k has unknown_rate k / 1000 (k = 0..per_day-1); (day, k) spikes
+    get 0.9 instead."""
+    rows = []
+    for d in range(days):
+        for k in range(per_day):
+            spike = (d, k) in spikes
+            rows.append(
+                {
+                    "timestamp": T0 + pd.Timedelta(days=d, seconds=60 * k),
+                    "run_id": f"d{d:02d}-r{k:04d}",
+                    "unknown_rate": 0.9 if spike else k / 1000,
+                    "is_spike": spike,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_daily_aggregates_by_hand():
+    daily = daily_unknown_rate(_big_series(days=3, per_day=5, spikes=()).sample(frac=1.0, random_state=1))
+    # Each day holds 0, .001, .002, .003, .004: median .002; p5 = .001 * 0.05 * 4 = .0002; p95 = .0038.
+    assert list(daily.index.strftime("%Y-%m-%d")) == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert daily["n"].tolist() == [5, 5, 5]
+    assert daily["median"].tolist() == pytest.approx([0.002] * 3)
+    assert daily["p5"].tolist() == pytest.approx([0.0002] * 3)
+    assert daily["p95"].tolist() == pytest.approx([0.0038] * 3)
+
+
+def test_large_chart_is_daily_byte_stable_and_fast():
+    series = _big_series()
+    assert len(series) == 5000 > CHART_MAX_POINTS
+    start = time.perf_counter()
+    a = render_chart(series, median=0.25, threshold=0.6)
+    elapsed = time.perf_counter() - start
+    b = render_chart(
+        series.sample(frac=1.0, random_state=5).reset_index(drop=True), median=0.25, threshold=0.6
+    )
+    assert a[:8] == b"\x89PNG\r\n\x1a\n" and a == b
+    assert b"Software" not in a
+    # The aggregated chart differs from a per-run chart of the same data and reacts to the threshold line.
+    assert a != render_chart(series, median=0.25, threshold=0.6, max_points=len(series))
+    assert a != render_chart(series, median=0.25, threshold=0.5)
+    # Generous bound (shared CPUs); the 100k-run history renders in well under a second.
+    assert elapsed < 5.0
+
+
+def test_chart_switches_to_daily_above_max_points():
+    s = _series()
+    per_run = render_chart(s, median=0.03, threshold=0.1)
+    assert render_chart(s, median=0.03, threshold=0.1, max_points=len(s)) == per_run
+    daily = render_chart(s, median=0.03, threshold=0.1, max_points=len(s) - 1)
+    assert daily != per_run and daily == render_chart(s.iloc[::-1], median=0.03, threshold=0.1, max_points=11)
+
+
+def _manifest_by_hand(rows: list[tuple]) -> str:
+    lines = sorted("\t".join("" if v is None else str(v) for v in row) for row in rows)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def test_artifact_manifest_hash_by_hand_and_row_order():
+    rows = [
+        ("2026-03-02/r2", "g2", None, "m2"),
+        ("2026-03-01/r1", "g1", "d1", None),
+        ("2026-03-01/r0", "g0", "d0", "m0"),
+    ]
+    df = pd.DataFrame(rows, columns=["run_path", "gate_sha256", "drift_sha256", "metrics_sha256"])
+    text = "2026-03-01/r0\tg0\td0\tm0\n2026-03-01/r1\tg1\td1\t\n2026-03-02/r2\tg2\t\tm2"
+    expected = hashlib.sha256(text.encode()).hexdigest()
+    assert artifact_manifest_sha256(df) == expected == _manifest_by_hand(rows)
+    assert artifact_manifest_sha256(df.iloc[::-1].assign(extra=1)) == expected
+    # A NaN cell is not None: it hashes as "nan", exactly like the per-row formula.
+    nan_rows = [*rows[:2], ("2026-03-01/r0", "g0", "d0", float("nan"))]
+    nan_df = pd.DataFrame(nan_rows, columns=df.columns)
+    assert artifact_manifest_sha256(nan_df) == _manifest_by_hand(nan_rows) != expected

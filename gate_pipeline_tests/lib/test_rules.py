@@ -584,3 +584,116 @@ def test_rules_name_the_runs_behind_their_numbers():
     assert rule(decision, "unknown_rate_median").evidence_run_ids == ["p1-r0005", "p1-r0006"]
     # Rules without a per-run notion carry none.
     assert rule(decision, "min_evidence").evidence_run_ids == []
+
+
+# ------------------------------------------------------------------------- vectorized value handling
+
+
+def _inline_cfg(rules: list[dict]) -> object:
+    data = {"name": "t", "phase_order": ["a"], "current_phase": "a", "phases": {"a": {"rules": rules}}}
+    return parse_decision_config(data, "inline")
+
+
+def _abs(name: str, column: str, aggregate: str, match: dict | None = None) -> dict:
+    metric = {"column": column, "aggregate": aggregate}
+    if match is not None:
+        metric["match"] = match
+    return {
+        "name": name,
+        "kind": "absolute",
+        "description": "d",
+        "metric": metric,
+        "comparator": "<=",
+        "threshold": 100.0,
+        "hold_on_ci_straddle": False,
+    }
+
+
+MIXED_RULES = [
+    ("sum", "sum", None),
+    ("mean", "mean", None),
+    ("min", "min", None),
+    ("max", "max", None),
+    ("eq_one", "rate", {"equals": 1}),
+    ("in_x_4", "rate", {"in": ["x", 4]}),
+    ("gt_one", "count", {"comparator": ">", "value": 1}),
+]
+
+
+def _check_mixed(d, missing_total: int, non_numeric: int, present: int):
+    # Numbers are 1, 2.5, True (= 1.0) and 4: sum 8.5, mean 8.5 / 4 = 2.125, min 1.0, max 4.0.
+    assert rule(d, "sum").observed == 8.5
+    assert rule(d, "mean").observed == 2.125
+    assert (rule(d, "min").observed, rule(d, "max").observed) == (1.0, 4.0)
+    assert (rule(d, "sum").n, rule(d, "sum").missing) == (4, missing_total)
+    assert rule(d, "sum").details["non_numeric"] == non_numeric
+    # equals 1 hits 1 and True (numbers compare as numbers); "x" never equals a number.
+    assert (rule(d, "eq_one").details["hits"], rule(d, "eq_one").n) == (2, present)
+    assert rule(d, "eq_one").observed == 2 / present
+    # in [x, 4] hits the string "x" and the number 4.
+    assert rule(d, "in_x_4").details["hits"] == 2
+    # > 1 hits 2.5 and 4 only.
+    assert rule(d, "gt_one").observed == 2.0
+
+
+def test_mixed_object_column_follows_the_scalar_rules():
+    values = [1, 2.5, "x", None, float("nan"), float("inf"), True, 4]
+    cfg = _inline_cfg([_abs(n, "mixed", a, m) for n, a, m in MIXED_RULES])
+    runs = make_runs(len(values), mixed=lambda i: values[i])
+    assert runs["mixed"].dtype == object
+    d = evaluate(runs, cfg)
+    # missing: None and NaN (2); not numeric: "x" and inf (2) -> 4 without a usable value; present: 6.
+    _check_mixed(d, missing_total=4, non_numeric=2, present=6)
+    assert rule(d, "gt_one").evidence_run_ids == ["p1-r0001", "p1-r0007"]
+
+
+def test_metrics_values_follow_the_scalar_rules():
+    blobs = [
+        metrics(v=1),
+        metrics(v=2.5),
+        metrics(v="x"),
+        "{}",
+        metrics(v=None),
+        metrics(v=True),
+        metrics(v=4),
+        "not json",
+    ]
+    cfg = _inline_cfg([_abs(n, "metrics.v", a, m) for n, a, m in MIXED_RULES])
+    d = evaluate(make_runs(len(blobs), metrics=lambda i: blobs[i]), cfg)
+    # missing: {}, null and the unparsable blob (3); not numeric: "x" (1); present: 5.
+    _check_mixed(d, missing_total=4, non_numeric=1, present=5)
+
+
+def test_nullable_integer_column_and_missing_strata():
+    cfg = _inline_cfg(
+        [
+            _abs("overrides_sum", "overrides_count", "sum"),
+            {**_abs("fail_rate", "outcome", "rate", {"equals": "FAIL"}), "per_stratum": True},
+        ]
+    )
+    runs = make_runs(
+        6,
+        overrides_count=lambda i: None if i == 0 else i,
+        stratum=lambda i: None if i < 2 else "pinned",
+        outcome=lambda i: "FAIL" if i in (1, 4) else "PASS",
+    )
+    runs["overrides_count"] = runs["overrides_count"].astype("Int64")
+    d = evaluate(runs, cfg)
+    s = rule(d, "overrides_sum")
+    assert (s.observed, s.n, s.missing) == (1 + 2 + 3 + 4 + 5.0, 5, 1)
+    strata = {x.name: (x.n, x.observed) for x in rule(d, "fail_rate").strata}
+    # runs 0,1 have no stratum (run 1 FAILs); runs 2..5 are pinned (run 4 FAILs).
+    assert strata == {"(missing)": (2, 0.5), "pinned": (4, 0.25)}
+
+
+def test_unsorted_input_with_timestamp_ties():
+    cfg = load("policy_constants.yaml")
+    runs = pd.concat(
+        [make_runs(40, policy="p1"), make_runs(1, policy="p2", start=T0 + pd.Timedelta(hours=39))]
+    ).reset_index(drop=True)
+    # p1-r0039 and p2-r0000 share the latest timestamp; run_id order ("p1-…" < "p2-…") makes p2 latest.
+    forward = evaluate(runs, cfg)
+    backward = evaluate(runs.iloc[::-1], cfg)
+    shuffled = evaluate(runs.sample(frac=1.0, random_state=3), cfg)
+    assert forward.policy_hash == "p2" and forward.n_runs == 1
+    assert forward.model_dump() == backward.model_dump() == shuffled.model_dump()
