@@ -189,10 +189,10 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
 
 def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:
     """The series with spikes marked, the overall median and the recommended WARN threshold."""
-    spike_ids = {row["run_id"] for row in statistics.get("spikes", {}).get("spike_runs", [])}
-    series = history[["timestamp", "run_id", "unknown_rate"]].assign(
-        is_spike=history["run_id"].isin(spike_ids)
-    )
+    # Every run above the spike bound (the statistics document lists only the highest spikes).
+    bound = statistics.get("spikes", {}).get("bound")
+    is_spike = history["unknown_rate"].gt(bound).fillna(False) if bound is not None else False
+    series = history[["timestamp", "run_id", "unknown_rate"]].assign(is_spike=is_spike)
     threshold = statistics.get("warn_threshold", {}).get("threshold")
     median = statistics.get("warn_threshold", {}).get("median")
     return series, median, threshold

@@ -58,14 +58,18 @@ def class_section(history: pd.DataFrame, cfg: AnalysisConfig) -> Section:
     )
 
 
+SPIKE_RUNS_IN_DOCUMENT = 100  # the highest ones; tables/spike_runs.csv has every spike run
+
+
 def spike_section(history: pd.DataFrame, cfg: AnalysisConfig) -> Section:
     result = stats.spikes(history, cfg)
     numbers = {"spike_bound": result.bound, "spikes": result.n_spikes, "unknown_rate_median": result.median}
+    document = stats.to_jsonable(result)
+    top = result.spike_runs.sort_values(["unknown_rate", "run_id"], ascending=[False, True], kind="stable")
+    document["spike_runs"] = stats.to_jsonable(top.head(SPIKE_RUNS_IN_DOCUMENT))
+    document["spike_runs_listed"] = min(SPIKE_RUNS_IN_DOCUMENT, len(top))
     return Section(
-        "spikes",
-        stats.to_jsonable(result),
-        {"spike_runs": result.spike_runs, "spikes_by_reason": result.by_reason},
-        numbers,
+        "spikes", document, {"spike_runs": result.spike_runs, "spikes_by_reason": result.by_reason}, numbers
     )
 
 
