@@ -2,13 +2,7 @@
 
 import dagster as dg
 
-from gate_pipeline.defs.analysis import (
-    analysis_config,
-    build_classified_runs,
-    decision_config,
-    statistics_assets,
-    unknown_whitelist,
-)
+from gate_pipeline.defs.analysis import build_classified_runs, build_config_sources, statistics_assets
 from gate_pipeline.defs.decision import build_decision_assets, load_decision_config_from
 from gate_pipeline.defs.ingest import build_ingest_assets
 from gate_pipeline.defs.partitions import daily_partitions
@@ -28,9 +22,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     decision_cfg, _ = load_decision_config_from(storage)
     return dg.Definitions(
         assets=[
-            unknown_whitelist,
-            analysis_config,
-            decision_config,
+            *build_config_sources(pipeline.automation.config_observe_cron),
             *build_ingest_assets(daily, pipeline),
             build_classified_runs(daily),
             rollout_series,

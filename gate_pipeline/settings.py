@@ -66,6 +66,15 @@ class SensorSettings(BaseModel):
     interval_seconds: int = Field(30, ge=5, description="Minimum seconds between sensor ticks.")
 
 
+class AutomationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    config_observe_cron: str = Field(
+        "*/5 * * * *",
+        description="How often the config files are observed (each observation is a small run): after an edit, "
+        "the UI shows downstream assets as unsynced within this interval.",
+    )
+
+
 class PipelineConfig(BaseModel):
     """config/pipeline.yaml."""
 
@@ -73,6 +82,7 @@ class PipelineConfig(BaseModel):
     ingest: IngestSettings = IngestSettings()
     partitions: PartitionSettings = PartitionSettings()
     sensor: SensorSettings = SensorSettings()
+    automation: AutomationSettings = AutomationSettings()
 
 
 def load_pipeline_config(raw: bytes, source: str) -> PipelineConfig:

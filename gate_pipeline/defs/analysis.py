@@ -34,10 +34,11 @@ def load_analysis_config_from(storage: GateStorage) -> AnalysisConfig:
     return load_analysis_config(config.read_bytes(ANALYSIS_FILE), config.url(ANALYSIS_FILE))
 
 
-def _config_source(name: str, file_name: str, description: str):
+def _config_source(name: str, file_name: str, description: str, observe_cron: str):
     """An observable source asset whose data version is the sha256 of the config file's bytes.
 
-    Observed every minute by the automation sensor, so an edit marks everything downstream unsynced.
+    Observed on `automation.config_observe_cron` by the automation sensor, so an edit marks everything
+    downstream unsynced in the UI.
     """
 
     @dg.observable_source_asset(
@@ -45,7 +46,7 @@ def _config_source(name: str, file_name: str, description: str):
         group_name="config",
         description=description,
         required_resource_keys={"storage"},
-        automation_condition=dg.AutomationCondition.cron_tick_passed("* * * * *"),
+        automation_condition=dg.AutomationCondition.cron_tick_passed(observe_cron),
         owners=OWNERS,
     )
     def _observe(context) -> dg.ObserveResult:
@@ -59,24 +60,32 @@ def _config_source(name: str, file_name: str, description: str):
     return _observe
 
 
-unknown_whitelist = _config_source(
-    "unknown_whitelist",
-    WHITELIST_FILE,
-    "Known unknown reasons (exact or glob), the class each maps to, owner and expiry (seed 000).",
-)
-analysis_config = _config_source(
-    "analysis_config",
-    ANALYSIS_FILE,
-    "Statistics parameters: strata column, recurrence k, spike MAD k, WARN threshold.",
-)
-decision_config = _config_source(
-    "decision_config", DECISION_FILE, "Rollout phases and decision rules (seed 001 policy_constants)."
-)
+def build_config_sources(observe_cron: str) -> list:
+    return [
+        _config_source(
+            "unknown_whitelist",
+            WHITELIST_FILE,
+            "Known unknown reasons (exact or glob), the class each maps to, owner and expiry (seed 000).",
+            observe_cron,
+        ),
+        _config_source(
+            "analysis_config",
+            ANALYSIS_FILE,
+            "Statistics parameters: strata column, recurrence k, spike MAD k, WARN threshold.",
+            observe_cron,
+        ),
+        _config_source(
+            "decision_config",
+            DECISION_FILE,
+            "Rollout phases and decision rules (seed 001 policy_constants).",
+            observe_cron,
+        ),
+    ]
 
 
 def build_classified_runs(daily: dg.PartitionsDefinition):
     @dg.asset(
-        deps=["run_table", unknown_whitelist.key],
+        deps=["run_table", "unknown_whitelist"],
         group_name="analysis",
         partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -98,14 +107,15 @@ def build_classified_runs(daily: dg.PartitionsDefinition):
         whitelist = load_whitelist_from(storage)
         data = storage.data()
         validator = BatchValidator(ClassifiedRuns)
-        rows, whitelisted_runs, non_whitelisted_runs = 0, 0, 0
+        rows, whitelisted_runs, non_whitelisted_runs, no_run_table = 0, 0, 0, []
         for day in context.partition_keys:
             name = f"{day}.parquet"
-            table = data.read_parquet("run_table", name) if data.exists("run_table", name) else None
-            if table is None:
-                raise dg.Failure(
-                    f"run_table partition {day} is not stored; materialize run_table for it first"
-                )
+            if not data.exists("run_table", name):
+                # A day without artifacts has no run table: nothing to classify (a UI "all partitions"
+                # backfill selects such days too). Counted in the metadata, never silently.
+                no_run_table.append(day)
+                continue
+            table = data.read_parquet("run_table", name)
             classified = classify_runs(table, whitelist)
             validator.add(day, classified)
             payload = parquet_bytes(classified)
@@ -119,7 +129,8 @@ def build_classified_runs(daily: dg.PartitionsDefinition):
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
-                "days": len(context.partition_keys),
+                "days": len(context.partition_keys) - len(no_run_table),
+                "days_without_run_table": len(no_run_table),
                 "whitelist_sha256": whitelist.sha256,
                 "whitelist_entries": len(whitelist.entries),
                 "runs_with_whitelisted_reason": whitelisted_runs,
@@ -171,7 +182,7 @@ def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
     specs=[
         dg.AssetSpec(
             name,
-            deps=["rollout_series", analysis_config.key],
+            deps=["rollout_series", "analysis_config"],
             group_name="analysis",
             description=description,
             owners=OWNERS,

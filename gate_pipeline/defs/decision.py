@@ -9,7 +9,6 @@ import pandas as pd
 from gate_pipeline.defs.analysis import (
     ANALYSIS_FILE,
     DECISION_FILE,
-    decision_config,
     load_classified_history,
     load_whitelist_from,
     statistics_assets,
@@ -93,7 +92,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         specs=[
             dg.AssetSpec(
                 "gate_decision",
-                deps=["rollout_series", *STATISTICS_DEPS, decision_config.key],
+                deps=["rollout_series", *STATISTICS_DEPS, "decision_config"],
                 group_name="decision",
                 description="Should the current policy advance to its next rollout phase? GO / HOLD / NO_GO / "
                 "ROLLBACK, every rule with observed value, threshold, CI, sample size and why; writes "

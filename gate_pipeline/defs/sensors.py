@@ -36,10 +36,18 @@ def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSet
             settle_seconds=sensor.settle_seconds,
         )
         valid = set(daily.get_partition_keys())
-        requests, outside = [], []
+        # Days a cold build or an earlier run already ingested are not requested again when they show up
+        # as "new" only because this sensor's cursor is empty (first tick, or a reset).
+        ingested = (
+            context.instance.get_materialized_partitions(dg.AssetKey("run_table")) if scan.changed else set()
+        )
+        requests, outside, already = [], [], []
         for change in scan.changed:
             if change.date not in valid:
                 outside.append(change.date)
+                continue
+            if change.reason == "new" and change.date in ingested:
+                already.append(change.date)
                 continue
             requests.append(
                 dg.RunRequest(
@@ -52,13 +60,17 @@ def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSet
         summary = scan.summary()
         if outside:
             summary["outside_partitions"] = outside  # before partitions.start_date: widen it to ingest them
+        if already:
+            summary["already_ingested"] = already
         context.log.info(json.dumps(summary, sort_keys=True))
         if requests:
             return dg.SensorResult(run_requests=requests, cursor=dump_cursor(scan.cursor))
         reasons = sorted({s["reason"] for s in summary["skipped"]}) or ["no new or changed day"]
         counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"{'; '.join(reasons)} ({counts}; outside partitions: {len(outside)})"),
+            skip_reason=dg.SkipReason(
+                f"{'; '.join(reasons)} ({counts}; already ingested: {len(already)}; outside partitions: {len(outside)})"
+            ),
             cursor=dump_cursor(scan.cursor),
         )
 

@@ -46,7 +46,9 @@ def load_union(storage: GateStorage) -> tuple[pd.DataFrame, list[str], int]:
     owners=OWNERS,
     kinds={"pandas", "csv", "parquet"},
     metadata=column_schema(RolloutSeries),
-    automation_condition=dg.AutomationCondition.eager(),
+    # eager() waits until no parent partition is missing, which never happens for daily parents (days
+    # without artifacts stay missing), so that clause is dropped: a new day updates the series.
+    automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()),
 )
 def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
     union, days_read, days = load_union(storage)

@@ -103,3 +103,17 @@ def test_file_still_being_written_is_not_requested_yet(tmp_path):
     assert not result.run_requests
     assert "not_settled" in result.skip_reason.skip_message
     assert today in orjson.loads(result.cursor)["pending"]
+
+
+def test_first_tick_skips_days_already_ingested(tmp_path):
+    generate(tmp_path, CorpusSpec(runs=20, days=2, seed=9))
+    sensor = build_artifact_sensor(daily_partitions(PipelineConfig()), SETTLED_NOW)
+    storage = GateStorage(
+        artifacts_url=str(tmp_path), data_url="unused", outputs_url="unused", config_url=str(CONFIG)
+    )
+    with dg.instance_for_test() as instance:
+        # As if a cold build had ingested the first day.
+        instance.report_runless_asset_event(dg.AssetMaterialization("run_table", partition="2026-03-01"))
+        context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+        result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["2026-03-02"]
