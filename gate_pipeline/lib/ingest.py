@@ -92,11 +92,6 @@ def parse_artifact(data: bytes) -> ParsedFile:
     return ParsedFile(payload, digest)
 
 
-def list_day_files(store: Store, date: str) -> dict[str, int]:
-    """All files under one date folder, relative to the artifacts root, with sizes (one listing)."""
-    return store.list_files(date)
-
-
 def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> DayScan:
     """Discover, read and parse one day's artifacts.
 
@@ -105,7 +100,7 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
     gate_result.json + runs quarantined (gate_result.json missing or bad).
     """
     limits = limits or IngestLimits()
-    files = list_day_files(store, date)
+    files = store.list_files(date)  # one listing of the day, sizes included
     runs: dict[str, dict[str, Any]] = {}
     quarantine: list[tuple] = []
     ignored = 0

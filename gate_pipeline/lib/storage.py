@@ -121,10 +121,6 @@ class Store:
         prefix = len(root_path) + 1
         return {key.split("://", 1)[-1][prefix:]: value for key, value in out.items()}
 
-    def delete(self, *parts: str) -> None:
-        target = self.path(*parts)
-        if target.exists():
-            self.fs.rm(target.path)
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
