@@ -94,6 +94,9 @@ def s3_sensor_ticks(keys: int = 10_000, days: int = 100, lookback: int = 3) -> t
 
     from gate_pipeline_tests.s3_server import S3Bucket, seed_objects, storage_options_for
 
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

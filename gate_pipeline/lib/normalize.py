@@ -476,8 +476,8 @@ def resolve_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
             )
         ]
     kept_keys = kept_keys.sort_values(["timestamp", "run_id"], kind="stable")
-    kept = table.take(kept_keys["pos"].to_numpy()).reset_index(drop=True)
-    kept = kept.assign(duplicate_count=kept_keys["duplicate_count"].to_numpy())
+    kept = table.take(kept_keys["pos"].to_numpy()).reset_index(drop=True)  # a new frame: set in place
+    kept["duplicate_count"] = kept_keys["duplicate_count"].to_numpy()
     return kept, quarantine_frame(qrows) if qrows else _empty_quarantine()
 
 
