@@ -86,6 +86,7 @@ def local_sensor_ticks(artifacts: Path, lookback: int = 3) -> tuple[float, float
 
 def s3_sensor_ticks(keys: int = 10_000, days: int = 100, lookback: int = 3) -> tuple[float, float, int]:
     """A moto S3 server on loopback with `keys` objects over `days` date prefixes; ticks through s3fs."""
+    import logging
     import os
 
     import s3fs
@@ -93,8 +94,6 @@ def s3_sensor_ticks(keys: int = 10_000, days: int = 100, lookback: int = 3) -> t
     from upath import UPath
 
     from gate_pipeline_tests.s3_server import S3Bucket, seed_objects, storage_options_for
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

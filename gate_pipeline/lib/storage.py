@@ -122,7 +122,6 @@ class Store:
         return {key.split("://", 1)[-1][prefix:]: value for key, value in out.items()}
 
 
-
 def parquet_bytes(df: pd.DataFrame) -> bytes:
     """Parquet with a fixed writer config so identical frames give identical bytes."""
     # The pandas metadata is kept: it restores nullable Int64 / tz-aware dtypes on read.
