@@ -27,16 +27,6 @@ class GateStorage(dg.ConfigurableResource):
             storage_options=settings.storage_options,
         )
 
-    @property
-    def settings(self) -> Settings:
-        return Settings(
-            artifacts_url=self.artifacts_url,
-            data_url=self.data_url,
-            outputs_url=self.outputs_url,
-            config_url=self.config_url,
-            storage_options=self.storage_options,
-        )
-
     def artifacts(self) -> Store:
         return Store.at(self.artifacts_url, self.storage_options)
 

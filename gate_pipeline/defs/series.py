@@ -32,7 +32,7 @@ def load_union(storage: GateStorage) -> tuple[pd.DataFrame, list[str], int]:
     union, read = series_lib.update_union(
         cached, cached_versions, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
     )
-    if read or cached is None:
+    if cached is None or versions != cached_versions:  # a day was read, or one disappeared
         data.write_parquet(union, UNION_FILE)
         data.write_bytes(orjson.dumps(versions, option=orjson.OPT_SORT_KEYS), UNION_VERSIONS)
     return union, read, len(versions)
