@@ -11,7 +11,6 @@ def print_summary(settings: Settings) -> dict:
     """Print the summary of all stored history; returns the decision (as in rollout_metrics.json)."""
     outputs = settings.store(settings.outputs_url)
     metrics = orjson.loads(outputs.read_bytes("rollout_metrics.json"))
-    series = outputs.read_parquet("rollout_series.parquet")
     counts = metrics["statistics"]["counts"]
     files, runs = counts["files"], counts["runs"]
     print(f"\nCounts over {counts['days']} day(s) (discovered = accepted + quarantined):")
@@ -24,14 +23,16 @@ def print_summary(settings: Settings) -> dict:
         f" + {runs['quarantined_no_usable_gate_result']} quarantined (no usable gate_result.json)"
         f" + {runs['quarantined_duplicate_run_id']} duplicate run_id"
     )
-    print(f"  rollout_series rows: {len(series)}")
+    print(f"  rollout_series rows: {runs['accepted']}")
+    # The same numbers the report shows (statistics section unknown_rate_by_group), not recomputed here.
+    rows = [r for r in metrics["statistics"]["unknown_rate_by_group"] if r["group_by"] == "policy_hash"]
     print("\nunknown_rate per policy_hash:")
-    stats = (
-        series.assign(policy_hash=series["policy_hash"].fillna("<missing>"))
-        .groupby("policy_hash")["unknown_rate"]
-        .agg(["count", "min", "median", "max"])
-    )
-    print(stats.to_string(float_format=lambda v: f"{v:.4f}") if not stats.empty else "  (no runs)")
+    print(f"  {'policy_hash':<12} {'n':>6} {'min':>8} {'median':>8} {'max':>8}")
+    for r in rows:
+        values = [f"{r[k]:8.4f}" if r[k] is not None else f"{'-':>8}" for k in ("min", "median", "max")]
+        print(f"  {r['group']:<12} {r['n']:>6} " + " ".join(values))
+    if not rows:
+        print("  (no runs)")
     decision = metrics["decision"]
     print(
         f"\nDecision: {decision['verdict']} for policy_hash {decision['policy_hash']} "

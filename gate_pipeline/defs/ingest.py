@@ -50,11 +50,13 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
     def artifact_ingest(context: dg.AssetExecutionContext, storage: GateStorage):
         artifacts, data = storage.artifacts(), storage.data()
         per_day: dict[str, dict[str, int]] = {}
+        quarantined: list[pd.DataFrame] = []
         manifest_lines: list[str] = []
         for day in context.partition_keys:
             scan = scan_day(artifacts, day, limits)
             data.write_parquet(scan.raw_runs, "raw_runs", partition_file(day))
             data.write_parquet(scan.quarantine, "quarantined_files", partition_file(day))
+            quarantined.append(scan.quarantine)
             per_day[day] = scan.counts
             data.write_bytes(
                 orjson.dumps(scan.counts, option=orjson.OPT_SORT_KEYS), "ingest_counts", f"{day}.json"
@@ -75,7 +77,6 @@ def build_ingest_assets(daily: dg.PartitionsDefinition, pipeline: PipelineConfig
                 "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, FILE_COUNTS + RUN_COUNTS)),
             },
         )
-        quarantined = [data.read_parquet("quarantined_files", partition_file(d)) for d in per_day]
         qdf = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame()
         yield dg.MaterializeResult(
             asset_key="quarantined_files",
