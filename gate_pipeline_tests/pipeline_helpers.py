@@ -12,6 +12,14 @@ SAMPLE = REPO / "gate_pipeline" / "sample_artifacts"
 CONFIG = REPO / "config"
 
 
+def run_cli(*argv: str) -> int:
+    """`gate-pipeline ARGV` in-process; returns the exit code instead of exiting."""
+    from gate_pipeline import cli
+
+    args = cli.build_parser().parse_args(list(argv))
+    return args.func(args)
+
+
 def settings_for(artifacts: Path | str, out: Path, config: Path | str = CONFIG) -> Settings:
     return Settings(
         artifacts_url=str(artifacts),

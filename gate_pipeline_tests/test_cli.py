@@ -8,12 +8,7 @@ import pytest
 
 from gate_pipeline import cli
 from gate_pipeline.lib import ingest
-from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE
-
-
-def _cli(*argv: str) -> int:
-    args = cli.build_parser().parse_args(list(argv))
-    return args.func(args)
+from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, run_cli
 
 
 @pytest.fixture
@@ -27,11 +22,15 @@ def workspace(tmp_path, monkeypatch):
 def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
     tmp_path, config = workspace
     out = tmp_path / "out"
-    code = _cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config), "--exit-code")
+    code = run_cli(
+        "run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config), "--exit-code"
+    )
     printed = capsys.readouterr().out
     metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
     assert code == cli.EXIT_CODES[metrics["decision"]["verdict"]]
     assert "runs:  74 discovered = 71 accepted + 2 quarantined" in printed
+    # unknown_rate per policy_hash, from the statistics (b71c02: 34 runs with a rate; hand-checked in the CSV below)
+    assert "  b71c02           34   0.0125   0.0491   0.1879" in printed
     assert f"Decision: {metrics['decision']['verdict']} for policy_hash b71c02" in printed
     for name in (
         "rollout_series.csv",
@@ -57,7 +56,7 @@ def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
     )
     (config / "unknown_whitelist.json").write_bytes(orjson.dumps(whitelist, option=orjson.OPT_INDENT_2))
     reads_before = ingest.files_read()
-    code = _cli("backfill", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config))
+    code = run_cli("backfill", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config))
     printed = capsys.readouterr().out
     assert code == 0
     assert ingest.files_read() == reads_before, "a whitelist backfill must not read any artifact"
@@ -80,7 +79,7 @@ def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
 def test_run_without_date_folders_is_a_clear_error(workspace, capsys):
     tmp_path, config = workspace
     (tmp_path / "empty").mkdir()
-    code = _cli(
+    code = run_cli(
         "run", "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--config", str(config)
     )
     assert code == 2
@@ -89,7 +88,7 @@ def test_run_without_date_folders_is_a_clear_error(workspace, capsys):
 
 def test_backfill_before_any_run_is_a_clear_error(workspace, capsys):
     tmp_path, config = workspace
-    code = _cli("backfill", "--out", str(tmp_path / "o"), "--config", str(config))
+    code = run_cli("backfill", "--out", str(tmp_path / "o"), "--config", str(config))
     assert code == 2
     assert "run `gate-pipeline run` first" in capsys.readouterr().err
 
@@ -97,7 +96,7 @@ def test_backfill_before_any_run_is_a_clear_error(workspace, capsys):
 def test_threshold_change_changes_the_decision_and_explains_why(workspace, capsys):
     tmp_path, config = workspace
     out = tmp_path / "out"
-    assert _cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config)) == 0
+    assert run_cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config)) == 0
     metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
     decision, before_sha = metrics["decision"], metrics["provenance"]["config_sha256"]
     fail_rule = next(r for r in decision["rules"] if r["name"] == "fail_rate")
@@ -112,7 +111,7 @@ def test_threshold_change_changes_the_decision_and_explains_why(workspace, capsy
     tightened = constants.replace("threshold: 0.10", f"threshold: {fail_rule['ci_low'] / 2:.4f}", 1)
     assert tightened != constants
     (config / "policy_constants.yaml").write_text(tightened)
-    code = _cli(
+    code = run_cli(
         "backfill", "--out", str(out), "--config", str(config), "--artifacts", str(SAMPLE), "--exit-code"
     )
     printed = capsys.readouterr().out
@@ -128,10 +127,10 @@ def test_rerun_materializes_only_new_days(workspace, capsys):
     tmp_path, config = workspace
     artifacts, out = tmp_path / "artifacts", tmp_path / "out"
     shutil.copytree(SAMPLE, artifacts)
-    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert run_cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
     assert "materializing all 12 day(s) 2026-03-01..2026-03-12" in capsys.readouterr().out
 
-    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert run_cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
     assert "nothing new under" in capsys.readouterr().out
 
     gate = {
@@ -145,7 +144,7 @@ def test_rerun_materializes_only_new_days(workspace, capsys):
     (artifacts / "2026-03-13" / "r-late-1").mkdir(parents=True)
     (artifacts / "2026-03-13" / "r-late-1" / "gate_result.json").write_bytes(orjson.dumps(gate))
     reads_before = ingest.files_read()
-    assert _cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert run_cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
     printed = capsys.readouterr().out
     assert "materializing 1 new or changed day(s) 2026-03-13..2026-03-13" in printed
     assert ingest.files_read() - reads_before == 1  # only the new file was read

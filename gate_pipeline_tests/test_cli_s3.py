@@ -4,8 +4,7 @@ import shutil
 
 import pytest
 
-from gate_pipeline import cli
-from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE
+from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, run_cli
 from gate_pipeline_tests.s3_server import upload_tree
 
 pytestmark = pytest.mark.s3
@@ -21,17 +20,12 @@ OUTPUTS = [
 ]
 
 
-def _cli(*argv: str) -> int:
-    args = cli.build_parser().parse_args(list(argv))
-    return args.func(args)
-
-
 def test_s3_run_matches_local_run_byte_for_byte(s3_bucket, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     upload_tree(SAMPLE, s3_bucket.url("ci/artifacts"), s3_bucket.storage_options)
     upload_tree(CONFIG, s3_bucket.url("ci/config"), s3_bucket.storage_options)
     # The S3 endpoint and credentials come from the standard AWS variables the fixture set, as in production.
-    code = _cli(
+    code = run_cli(
         "run",
         "--artifacts",
         s3_bucket.url("ci/artifacts"),
@@ -48,7 +42,9 @@ def test_s3_run_matches_local_run_byte_for_byte(s3_bucket, tmp_path, monkeypatch
     local_out = tmp_path / "local"
     shutil.copytree(CONFIG, tmp_path / "config")
     assert (
-        _cli("run", "--artifacts", str(SAMPLE), "--out", str(local_out), "--config", str(tmp_path / "config"))
+        run_cli(
+            "run", "--artifacts", str(SAMPLE), "--out", str(local_out), "--config", str(tmp_path / "config")
+        )
         == 0
     )
     for name in OUTPUTS:
