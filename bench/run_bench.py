@@ -3,6 +3,7 @@
     make bench                                   # sizes 10k,100k, 3 trials each
     make bench BENCH_ARGS="--sizes 1000000"      # 1M runs, when asked
     make bench BENCH_ARGS="--sizes 100000 --repeat 1 --incremental --profile"
+    .venv/bin/python bench/run_bench.py --sizes 1000000 --generate-only   # pre-generate a corpus only
 
 For each size a seeded corpus is generated once into bench/results/<size>/artifacts (reused while its
 marker file matches), then each trial times, as separate subprocesses on a warm page cache:
@@ -25,6 +26,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,8 +49,9 @@ import issue5  # noqa: E402  (bench/ is run as a script: its folder is on sys.pa
 
 # What each step key stands for in the report; unknown steps (added later) are listed under their own name.
 STEP_LABELS = {
-    "artifact_ingest": "ingest: list + read + parse + write raw parquet",
-    "run_table": "normalize + validate (pandera) + write",
+    "daily_tables": "per-day layers in one pass: list + read + parse + normalize + classify + validate "
+    "(pandera) + write raw_runs/quarantined_files/run_table/classified_runs parquet, days spread over worker "
+    "processes",
     "rollout_series": "combine days + series CSV/parquet write",
 }
 
@@ -142,6 +145,24 @@ def ensure_corpus(
     marker.write_text(json.dumps({"spec": spec, "counts": counts}, sort_keys=True, indent=1))
     print(f"  corpus: {counts} in {time.perf_counter() - t0:.1f}s")
     return artifacts, counts
+
+
+def generate_only(args: argparse.Namespace) -> None:
+    """--generate-only: make sure the corpus of each size exists (generate or reuse), time it, nothing else."""
+    for runs in args.sizes:
+        days = days_for(runs, args.days)
+        print(f"\n== {runs} runs, {days} days: corpus only ==", flush=True)
+        t0 = time.perf_counter()
+        artifacts, counts = ensure_corpus(
+            args.results / str(runs), runs, days, args.bad, args.duplicates, args.seed
+        )
+        # The generator is the only child, so the children's peak RSS is its peak (KiB on Linux).
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(
+            f"  {artifacts}: {counts} ready in {time.perf_counter() - t0:.1f}s "
+            f"(generator peak RSS so far {peak_mb:.0f} MB)",
+            flush=True,
+        )
 
 
 def corpus_size(artifacts: Path) -> tuple[int, int]:
@@ -502,56 +523,32 @@ def bench_sensor(args: argparse.Namespace, largest: int) -> list[str]:
 
 
 def profile_ingest(args: argparse.Namespace, runs: int, top: int = 25) -> str:
-    """cProfile of the pure ingest path over the whole corpus, in-process (no Dagster): what dominates."""
-    from gate_pipeline.lib.ingest import IngestLimits, scan_day
-    from gate_pipeline.lib.normalize import normalize_day
-    from gate_pipeline.lib.storage import Store
-    from gate_pipeline.lib.tables import RunTable, validate
+    """cProfile of the per-day pass (`daily.process_chunk`: ingest → run_table → classified_runs) in one
+    process, no Dagster: what dominates per run."""
+    from gate_pipeline.lib import daily
+    from gate_pipeline.lib.ingest import IngestLimits
+    from gate_pipeline.lib.whitelist import load_whitelist
 
     artifacts = args.results / str(runs) / "artifacts"
-    store = Store.at(str(artifacts))
-    days = sorted(d for d in store.list_names() if re.match(r"^\d{4}-\d{2}-\d{2}$", d))
+    days = sorted(d.name for d in artifacts.iterdir() if re.match(r"^\d{4}-\d{2}-\d{2}$", d.name))
     days = days[: args.profile_days] if args.profile_days else days
-    phases = {
-        "scan_day (list+read+parse)": 0.0,
-        "write raw parquet": 0.0,
-        "read raw parquet": 0.0,
-        "normalize_day": 0.0,
-        "validate (pandera)": 0.0,
-        "write run_table parquet": 0.0,
-    }
+    whitelist_path = ROOT / "config" / "unknown_whitelist.json"
+    whitelist = load_whitelist(whitelist_path.read_bytes(), str(whitelist_path))
     with tempfile.TemporaryDirectory() as tmp:
-        data = Store.at(tmp)
+        job = daily.DailyJob(str(artifacts), tmp, {}, IngestLimits(), True, True, whitelist)
         prof = cProfile.Profile()
+        t0 = time.perf_counter()
         prof.enable()
-        for day in days:
-            t = time.perf_counter()
-            scan = scan_day(store, day, IngestLimits())
-            phases["scan_day (list+read+parse)"] += time.perf_counter() - t
-            t = time.perf_counter()
-            data.write_parquet(scan.raw_runs, "raw_runs", f"{day}.parquet")
-            phases["write raw parquet"] += time.perf_counter() - t
-            t = time.perf_counter()
-            raw = data.read_parquet("raw_runs", f"{day}.parquet")
-            phases["read raw parquet"] += time.perf_counter() - t
-            t = time.perf_counter()
-            table, _ = normalize_day(raw)
-            phases["normalize_day"] += time.perf_counter() - t
-            t = time.perf_counter()
-            validate(RunTable, table)
-            phases["validate (pandera)"] += time.perf_counter() - t
-            t = time.perf_counter()
-            data.write_parquet(table, "run_table", f"{day}.parquet")
-            phases["write run_table parquet"] += time.perf_counter() - t
+        for chunk in daily.chunk_days(days, 2):  # the chunks a 2-worker run would hand out, here in turn
+            daily.process_chunk(job, chunk)
         prof.disable()
+        total = time.perf_counter() - t0
     prof_path = args.results / str(runs) / "ingest.prof"
     prof.dump_stats(str(prof_path))
-    total = sum(phases.values())
     lines = [
-        f"In-process profile of the ingest path, {runs}-run corpus, {len(days)} day(s) profiled, under cProfile "
-        f"(inflates pure-Python code more than C code); total {total:.1f}s:"
+        f"In-process profile of the per-day pass, {runs}-run corpus, {len(days)} day(s), under cProfile "
+        f"(inflates pure-Python code more than C code); total {total:.1f}s"
     ]
-    lines += [f"  {name:<28} {secs:8.2f}s  {secs / total:6.1%}" for name, secs in phases.items()]
     for order in ("tottime", "cumulative"):
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(order).print_stats(top)
@@ -728,6 +725,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--benchmarks-md", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    p.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="only generate (or reuse) the corpora for --sizes, print counts and time, and exit",
+    )
     args = p.parse_args(argv)
     args.sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip())
     args.results = args.results.resolve()
@@ -744,6 +746,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.generate_only:
+        generate_only(args)
+        return 0
     print(
         f"bench: sizes {args.sizes}, trials {args.repeats}, days per size "
         f"{[days_for(s, args.days) for s in args.sizes]}, bad fraction {args.bad}; {machine()}"

@@ -91,16 +91,26 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
+    from gate_pipeline.defs.analysis import unchanged_config_sources
+    from gate_pipeline.defs.resources import GateStorage
 
     home = _ensure_dagster_home()
-    job = build_definitions(settings).resolve_job_def(job_name)
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(job_name)
     tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
     with dg.DagsterInstance.get() as instance:
+        # A config file that has not changed since its last observation is not observed again.
+        unchanged = unchanged_config_sources(instance, GateStorage.from_settings(settings))
+        selection = [key for key in job.asset_layer.selected_asset_keys if key not in unchanged]
         # The full event log is in the instance (and the UI); the terminal gets warnings unless --verbose.
         level = "INFO" if verbose else "WARNING"
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
         result = job.execute_in_process(
-            instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+            instance=instance,
+            tags=tags,
+            run_config=run_config,
+            raise_on_error=False,
+            asset_selection=selection,
         )
     print(f"dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), instance {home}")
     if not result.success:

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from gate_pipeline.defs.analysis import build_classified_runs, build_config_sources, statistics_assets
+from gate_pipeline.defs.analysis import CONFIG_SOURCE_FILES, build_config_sources, statistics_assets
 from gate_pipeline.defs.decision import build_decision_assets, load_decision_config_from
-from gate_pipeline.defs.ingest import build_ingest_assets
+from gate_pipeline.defs.ingest import build_daily_assets
 from gate_pipeline.defs.partitions import daily_partitions
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.sensors import automation_sensor, build_artifact_sensor
@@ -23,8 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *build_config_sources(pipeline.automation.config_observe_cron),
-            *build_ingest_assets(daily, pipeline),
-            build_classified_runs(daily),
+            *build_daily_assets(daily, pipeline),
             rollout_series,
             *statistics_assets,
             *build_decision_assets(decision_cfg),
@@ -34,7 +33,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             # After a whitelist edit: re-classify stored run tables and everything downstream; no JSON is read.
             dg.define_asset_job(
                 RECLASSIFY_JOB,
-                selection=dg.AssetSelection.assets("classified_runs").downstream(),
+                # The config sources are in it so an edited file is observed first (the CLI skips unchanged ones).
+                selection=dg.AssetSelection.assets("classified_runs").downstream()
+                | dg.AssetSelection.assets(*CONFIG_SOURCE_FILES),
                 description="Re-classify all history from stored run tables after a whitelist change, in one run.",
             ),
         ],

@@ -48,6 +48,18 @@ class IngestSettings(BaseModel):
     max_file_bytes: int = Field(
         1_048_576, gt=0, description="Artifact files above this size are quarantined."
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes that read and parse artifacts when a run covers many days (0 = one per "
+        "CPU).",
+    )
+    parallel_min_days: int = Field(
+        16,
+        ge=2,
+        description="A run that ingests at least this many days uses the worker processes; smaller runs and "
+        "re-classification stay in one process.",
+    )
 
 
 class PartitionSettings(BaseModel):

@@ -3,7 +3,8 @@
     python -m gate_pipeline.synthetic --out /tmp/artifacts --runs 10000 --days 30 --bad 0.01 --seed 7
 
 The same seed and arguments always give the same files (the creation order can be shuffled with
---order-seed to prove that outputs do not depend on it).
+--order-seed to prove that outputs do not depend on it). Files are generated and written one day at a
+time, so memory stays flat (tens of MB) whatever the number of runs.
 """
 
 from __future__ import annotations
@@ -124,62 +125,104 @@ def _bad_bytes(kind: str, size: int) -> bytes:
     }[kind]
 
 
-def generate(out: Path, spec: CorpusSpec, order_seed: int | None = None) -> dict[str, int]:
-    """Write the corpus under `out`; returns counts of what was written (for tests to assert against)."""
-    rng = random.Random(spec.seed)
-    files: dict[str, bytes] = {}
-    counts = {"runs": 0, "bad_files": 0, "field_issues": 0, "duplicates": 0}
-    switch_day = spec.days // 2
-    for i in range(spec.runs):
-        day_index = i * spec.days // spec.runs
-        day = spec.start + timedelta(days=day_index)
-        secs = rng.randrange(86_400)
-        ts = f"{day.isoformat()}T{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}Z"
-        late = day_index >= switch_day
-        policy = spec.policy_hashes[
-            min(len(spec.policy_hashes) - 1, day_index * len(spec.policy_hashes) // spec.days)
-        ]
-        run_id = f"r{i:07d}"
-        folder = f"{day.isoformat()}/{run_id}"
-        gate = _gate_result(rng, run_id, ts, policy, late)
-        drift = _drift_report(rng, gate)
-        metrics = _metrics(rng, late)
-        if rng.random() < spec.field_issue_fraction:
-            _field_issue(rng, gate)
-            counts["field_issues"] += 1
-        files[f"{folder}/gate_result.json"] = orjson.dumps(gate)
-        if drift is not None:
-            files[f"{folder}/drift_report.json"] = orjson.dumps(drift)
-        if metrics is not None:
-            files[f"{folder}/metrics.json"] = orjson.dumps(metrics)
-        counts["runs"] += 1
-        if spec.bad_fraction and rng.random() < spec.bad_fraction:
-            kind = rng.choice(BAD_KINDS)
-            target = rng.choice(["gate_result.json", "drift_report.json", "metrics.json"])
-            files[f"{folder}/{target}"] = _bad_bytes(kind, spec.too_large_bytes)
-            counts["bad_files"] += 1
-    for d in range(spec.duplicates):
-        day = spec.start + timedelta(days=(d * 3) % spec.days)
-        original = f"r{(d * 7) % max(spec.runs, 1):07d}"
-        gate = {
-            "run_id": original,
-            "timestamp": f"{day.isoformat()}T23:59:0{d % 10}Z",
-            "policy_hash": spec.policy_hashes[0],
-            "outcome": "PASS",
-            "unknown_rate": 0.01,
-            "top_reasons": [],
-        }
-        files[f"{day.isoformat()}/{original}-retry{d}/gate_result.json"] = orjson.dumps(gate)
-        counts["duplicates"] += 1
+# Runs per write batch: a day is generated and written as one batch (split into batches of this many
+# runs if it holds more), so memory stays bounded at any corpus size (1M runs is ~2.6M files).
+BATCH_RUNS = 20_000
 
+
+def _first_run(spec: CorpusSpec, day_index: int) -> int:
+    """Index of the first run on day `day_index`: the smallest i with i * days // runs >= day_index."""
+    return -(-day_index * spec.runs // spec.days)
+
+
+def _add_run(
+    files: dict[str, bytes], rng: random.Random, spec: CorpusSpec, i: int, day_index: int, counts: dict
+) -> None:
+    day = spec.start + timedelta(days=day_index)
+    secs = rng.randrange(86_400)
+    ts = f"{day.isoformat()}T{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}Z"
+    late = day_index >= spec.days // 2
+    policy = spec.policy_hashes[
+        min(len(spec.policy_hashes) - 1, day_index * len(spec.policy_hashes) // spec.days)
+    ]
+    run_id = f"r{i:07d}"
+    folder = f"{day.isoformat()}/{run_id}"
+    gate = _gate_result(rng, run_id, ts, policy, late)
+    drift = _drift_report(rng, gate)
+    metrics = _metrics(rng, late)
+    if rng.random() < spec.field_issue_fraction:
+        _field_issue(rng, gate)
+        counts["field_issues"] += 1
+    files[f"{folder}/gate_result.json"] = orjson.dumps(gate)
+    if drift is not None:
+        files[f"{folder}/drift_report.json"] = orjson.dumps(drift)
+    if metrics is not None:
+        files[f"{folder}/metrics.json"] = orjson.dumps(metrics)
+    counts["runs"] += 1
+    if spec.bad_fraction and rng.random() < spec.bad_fraction:
+        kind = rng.choice(BAD_KINDS)
+        target = rng.choice(["gate_result.json", "drift_report.json", "metrics.json"])
+        files[f"{folder}/{target}"] = _bad_bytes(kind, spec.too_large_bytes)
+        counts["bad_files"] += 1
+
+
+def _add_duplicate(files: dict[str, bytes], spec: CorpusSpec, d: int, counts: dict) -> None:
+    """A retried job reusing an earlier run_id (deterministic: draws nothing from the seeded rng)."""
+    day = spec.start + timedelta(days=(d * 3) % spec.days)
+    original = f"r{(d * 7) % max(spec.runs, 1):07d}"
+    gate = {
+        "run_id": original,
+        "timestamp": f"{day.isoformat()}T23:59:0{d % 10}Z",
+        "policy_hash": spec.policy_hashes[0],
+        "outcome": "PASS",
+        "unknown_rate": 0.01,
+        "top_reasons": [],
+    }
+    files[f"{day.isoformat()}/{original}-retry{d}/gate_result.json"] = orjson.dumps(gate)
+    counts["duplicates"] += 1
+
+
+def _write_batch(out: Path, files: dict[str, bytes], order_rng: random.Random | None) -> int:
     paths = sorted(files)
-    if order_seed is not None:
-        random.Random(order_seed).shuffle(paths)
+    if order_rng is not None:
+        order_rng.shuffle(paths)
+    made: set[Path] = set()
     for rel in paths:
         target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
         target.write_bytes(files[rel])
-    counts["files"] = len(paths)
+    return len(paths)
+
+
+def generate(out: Path, spec: CorpusSpec, order_seed: int | None = None) -> dict[str, int]:
+    """Write the corpus under `out`; returns counts of what was written (for tests to assert against).
+
+    Streams: runs are drawn in run order from one seeded rng (run i lies on day i * days // runs) and
+    written one day at a time (at most BATCH_RUNS runs per batch), so memory does not grow with the
+    corpus. Without `order_seed` files are created in sorted path order; with it, each batch's creation
+    order is shuffled (days are the pipeline's partitions, so this is the arrival order that matters).
+    """
+    if spec.days < 1 and (spec.runs or spec.duplicates):
+        raise ValueError(f"days must be >= 1, got {spec.days}")
+    rng = random.Random(spec.seed)
+    order_rng = random.Random(order_seed) if order_seed is not None else None
+    counts = {"runs": 0, "bad_files": 0, "field_issues": 0, "duplicates": 0, "files": 0}
+    duplicates_by_day: dict[int, list[int]] = {}
+    for d in range(spec.duplicates):
+        duplicates_by_day.setdefault((d * 3) % spec.days, []).append(d)
+    for day_index in range(spec.days):
+        first, end = _first_run(spec, day_index), _first_run(spec, day_index + 1)
+        for batch_start in range(first, max(end, first + 1), BATCH_RUNS):
+            files: dict[str, bytes] = {}
+            batch_end = min(end, batch_start + BATCH_RUNS)
+            for i in range(batch_start, batch_end):
+                _add_run(files, rng, spec, i, day_index, counts)
+            if batch_end >= end:  # the day's last batch also gets its duplicate folders
+                for d in duplicates_by_day.get(day_index, ()):
+                    _add_duplicate(files, spec, d, counts)
+            counts["files"] += _write_batch(out, files, order_rng)
     return counts
 
 
@@ -230,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bad", type=float, default=0.0, help="fraction of runs with one bad file")
     parser.add_argument("--duplicates", type=int, default=0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--order-seed", type=int, default=None, help="shuffle file creation order")
+    parser.add_argument(
+        "--order-seed", type=int, default=None, help="shuffle file creation order (within each day)"
+    )
     parser.add_argument("--sample", action="store_true", help="write the bundled sample corpus instead")
     args = parser.parse_args(argv)
     if args.sample:

@@ -1,4 +1,4 @@
-"""Analysis layer: config sources, classified_runs (per day), rollout statistics (all history)."""
+"""Analysis layer: config sources and the rollout statistics (all history); classified_runs is in defs/ingest.py."""
 
 from datetime import UTC, datetime
 
@@ -6,20 +6,18 @@ import dagster as dg
 import orjson
 import pandas as pd
 
-from gate_pipeline.defs.metadata import OWNERS, column_schema, frame_markdown, readable
+from gate_pipeline.defs.metadata import OWNERS, frame_markdown, readable
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.lib import analysis
-from gate_pipeline.lib.classify import classify_runs
+from gate_pipeline.lib import analysis, daily
 from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config, to_jsonable
-from gate_pipeline.lib.storage import parquet_bytes, sha256_bytes
-from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns
+from gate_pipeline.lib.storage import Store, sha256_bytes
 from gate_pipeline.lib.whitelist import Whitelist, load_whitelist, whitelist_health
 
 WHITELIST_FILE = "unknown_whitelist.json"
 ANALYSIS_FILE = "analysis.yaml"
 DECISION_FILE = "policy_constants.yaml"
 HISTORY_FILE = "rollout_runs.parquet"  # written by rollout_series: the classified, deduplicated history
-VERSIONS_FOLDER = "classified_runs_versions"  # <day>.sha256: digest of each stored classified_runs file
+VERSIONS_FOLDER = daily.CLASSIFIED_VERSIONS  # <day>.sha256: digest of each stored classified_runs file
 
 
 def load_whitelist_from(storage: GateStorage) -> Whitelist:
@@ -51,7 +49,7 @@ def _config_source(name: str, file_name: str, description: str, observe_cron: st
     )
     def _observe(context) -> dg.ObserveResult:
         config = context.resources.storage.config()
-        digest = sha256_bytes(config.read_bytes(file_name)) if config.exists(file_name) else "absent"
+        digest = config_digest(config, file_name)
         return dg.ObserveResult(
             data_version=dg.DataVersion(digest),
             metadata={"path": dg.MetadataValue.path(config.url(file_name)), "sha256": digest},
@@ -60,94 +58,52 @@ def _config_source(name: str, file_name: str, description: str, observe_cron: st
     return _observe
 
 
+def config_digest(config: Store, file_name: str) -> str:
+    """The data version of a config source: sha256 of the file's bytes."""
+    return sha256_bytes(config.read_bytes(file_name)) if config.exists(file_name) else "absent"
+
+
+CONFIG_SOURCE_FILES = {
+    "unknown_whitelist": WHITELIST_FILE,
+    "analysis_config": ANALYSIS_FILE,
+    "decision_config": DECISION_FILE,
+}
+
+
+def unchanged_config_sources(instance: dg.DagsterInstance, storage: GateStorage) -> set[dg.AssetKey]:
+    """Config sources whose file still has the data version last observed: a run need not observe them
+    again (each observation is a step of its own)."""
+    config, unchanged = storage.config(), set()
+    for name, file_name in CONFIG_SOURCE_FILES.items():
+        key = dg.AssetKey(name)
+        records = instance.fetch_observations(key, limit=1).records
+        observed = records[0].asset_observation.metadata.get("sha256") if records else None
+        if observed is not None and observed.value == config_digest(config, file_name):
+            unchanged.add(key)
+    return unchanged
+
+
 def build_config_sources(observe_cron: str) -> list:
     return [
         _config_source(
             "unknown_whitelist",
-            WHITELIST_FILE,
+            CONFIG_SOURCE_FILES["unknown_whitelist"],
             "Known unknown reasons (exact or glob), the class each maps to, owner and expiry (seed 000).",
             observe_cron,
         ),
         _config_source(
             "analysis_config",
-            ANALYSIS_FILE,
+            CONFIG_SOURCE_FILES["analysis_config"],
             "Statistics parameters: strata column, recurrence k, spike MAD k, WARN threshold.",
             observe_cron,
         ),
         _config_source(
             "decision_config",
-            DECISION_FILE,
+            CONFIG_SOURCE_FILES["decision_config"],
             "Rollout phases and decision rules (seed 001 policy_constants).",
             observe_cron,
         ),
     ]
-
-
-def build_classified_runs(daily: dg.PartitionsDefinition):
-    @dg.asset(
-        deps=["run_table", "unknown_whitelist"],
-        group_name="analysis",
-        partitions_def=daily,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description="Every run with its unknown classes against the current whitelist, computed from the stored "
-        "run_table (never from JSON). A whitelist edit is a backfill of this asset and what sits downstream.",
-        owners=OWNERS,
-        kinds={"pandas", "parquet"},
-        metadata=column_schema(ClassifiedRuns),
-        check_specs=[
-            dg.AssetCheckSpec(
-                "classified_runs_schema",
-                asset="classified_runs",
-                blocking=True,
-                description="pandera ClassifiedRuns validated lazily.",
-            )
-        ],
-    )
-    def classified_runs(context: dg.AssetExecutionContext, storage: GateStorage):
-        whitelist = load_whitelist_from(storage)
-        data = storage.data()
-        validator = BatchValidator(ClassifiedRuns)
-        rows, whitelisted_runs, non_whitelisted_runs, no_run_table = 0, 0, 0, []
-        for day in context.partition_keys:
-            name = f"{day}.parquet"
-            if not data.exists("run_table", name):
-                # A day without artifacts has no run table: nothing to classify (a UI "all partitions"
-                # backfill selects such days too). Counted in the metadata, never silently.
-                no_run_table.append(day)
-                continue
-            table = data.read_parquet("run_table", name)
-            classified = classify_runs(table, whitelist)
-            validator.add(day, classified)
-            payload = parquet_bytes(classified)
-            data.write_bytes(payload, "classified_runs", name)
-            # A digest per day lets rollout_series re-read only the days that changed.
-            data.write_bytes(sha256_bytes(payload).encode(), VERSIONS_FOLDER, f"{day}.sha256")
-            rows += len(classified)
-            whitelisted_runs += int((classified["whitelisted_classes"] != "[]").sum())
-            non_whitelisted_runs += int((classified["non_whitelisted_reasons"] != "[]").sum())
-        failures = validator.flush()
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "days": len(context.partition_keys) - len(no_run_table),
-                "days_without_run_table": len(no_run_table),
-                "whitelist_sha256": whitelist.sha256,
-                "whitelist_entries": len(whitelist.entries),
-                "runs_with_whitelisted_reason": whitelisted_runs,
-                "runs_with_non_whitelisted_reason": non_whitelisted_runs,
-            }
-        )
-        yield dg.AssetCheckResult(
-            check_name="classified_runs_schema",
-            passed=not failures,
-            metadata={"failure_count": len(failures), "failure_cases": dg.MetadataValue.json(failures[:100])},
-        )
-
-    return classified_runs
-
-
-def load_classified_history(storage: GateStorage) -> pd.DataFrame:
-    return storage.data().read_parquet(HISTORY_FILE)
 
 
 STATISTICS_DESCRIPTIONS = {
@@ -201,11 +157,14 @@ def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
 )
 def rollout_statistics(storage: GateStorage):
     """All statistics assets in one step: the classified history is read once (it is the expensive part)."""
-    history = load_classified_history(storage)
     cfg = load_analysis_config_from(storage)
     outputs, data = storage.outputs(), storage.data()
+    # Only the columns the sections read: the file hashes and metrics JSON are most of the history's bytes.
+    columns = analysis.statistics_columns(cfg)
+    history = analysis.read_history(data.read_bytes(HISTORY_FILE), columns).to_pandas()
+    runs = analysis.Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
     for asset_name, compute in analysis.SECTIONS.items():
-        section = compute(history, cfg)
+        section = compute(runs, cfg)
         data.write_bytes(
             orjson.dumps(section.document, option=orjson.OPT_SORT_KEYS), "statistics", f"{section.name}.json"
         )

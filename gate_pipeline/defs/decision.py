@@ -5,19 +5,20 @@ import base64
 import dagster as dg
 import orjson
 import pandas as pd
+import pyarrow.compute as pc
 
 from gate_pipeline.defs.analysis import (
     ANALYSIS_FILE,
     DECISION_FILE,
-    load_classified_history,
+    HISTORY_FILE,
     load_whitelist_from,
     statistics_assets,
 )
 from gate_pipeline.defs.metadata import OWNERS, readable
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.lib import reports, rules
-from gate_pipeline.lib.provenance import provenance
-from gate_pipeline.lib.storage import sha256_bytes
+from gate_pipeline.lib import analysis, reports, rules
+from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
+from gate_pipeline.lib.storage import Store, sha256_bytes
 
 SCHEMA_VERSION = "1"
 STATISTICS_DEPS = [key for a in statistics_assets for key in a.keys]
@@ -118,7 +119,13 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         """Decision and report in one step: both need the whole classified history, read once."""
         config_store = storage.config()
         cfg_now, decision_raw = load_decision_config_from(storage)
-        history = load_classified_history(storage)
+        data = storage.data()
+        table = analysis.read_history(
+            data.read_bytes(HISTORY_FILE), frame_columns(cfg_now) | {*MANIFEST_COLUMNS, "whitelist_sha256"}
+        )
+        # The manifest hash and the whitelist versions come from Arrow; only what the rules and the chart
+        # read becomes a pandas frame (the hash columns are most of the history's bytes).
+        history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
         statistics = read_statistics(storage)
         decision = rules.evaluate(history, cfg_now)
         whitelist = load_whitelist_from(storage)
@@ -126,12 +133,16 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         if config_store.exists(ANALYSIS_FILE):
             config_files[ANALYSIS_FILE] = config_store.read_bytes(ANALYSIS_FILE)
         doc = reports.rollout_metrics_document(
-            decision, statistics, provenance(history, whitelist.sha256, config_files), SCHEMA_VERSION
+            decision, statistics, provenance(table, whitelist.sha256, config_files), SCHEMA_VERSION
         )
         payload = reports.dumps_canonical(doc)
         outputs = storage.outputs()
         path = outputs.write_bytes(payload, "rollout_metrics.json")
-        stale = sorted(set(history["whitelist_sha256"]) - {whitelist.sha256}) if not history.empty else []
+        stale = (
+            sorted(set(pc.unique(table.column("whitelist_sha256")).to_pylist()) - {whitelist.sha256})
+            if table.num_rows
+            else []
+        )
         yield dg.MaterializeResult(
             asset_key="gate_decision",
             metadata={
@@ -165,7 +176,9 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 metadata=_rule_evidence(result),
             )
 
-        chart = reports.render_chart(*chart_inputs(history, statistics))
+        chart, reused = chart_png(data, *chart_inputs(history, statistics))
+        if reused:
+            context.log.info("chart inputs unchanged: rollout_chart.png reused without rendering")
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")
         report = reports.render_report_md(decision, statistics, "rollout_chart.png")
         report_path = outputs.write_bytes(report.encode(), "rollout_series_v1.md")
@@ -184,6 +197,33 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         )
 
     return [decision_outputs]
+
+
+#: Data-store file holding the last chart: "<chart key> <png sha256>\n" + PNG bytes.
+CHART_CACHE = "rollout_chart_cache.bin"
+CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
+
+
+def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
+    """History columns the decision step needs as a frame: what the rules read, plus the chart's columns."""
+    return rules.used_columns(cfg) | CHART_COLUMNS
+
+
+def chart_png(
+    data: Store, series: pd.DataFrame, median: float | None, threshold: float | None
+) -> tuple[bytes, bool]:
+    """The chart PNG and whether it was reused: rendering (and importing matplotlib) only when what it
+    draws changed since the stored chart (same key, same bytes; e.g. a whitelist backfill or a decision
+    config edit). A cache entry whose PNG does not match its recorded hash is ignored."""
+    key = reports.chart_key(series, median, threshold)
+    if key is not None and data.exists(CHART_CACHE):
+        head, _, png = data.read_bytes(CHART_CACHE).partition(b"\n")
+        if head == f"{key} {sha256_bytes(png)}".encode():
+            return png, True
+    png = reports.render_chart(series, median, threshold)
+    if key is not None:
+        data.write_bytes(f"{key} {sha256_bytes(png)}\n".encode() + png, CHART_CACHE)
+    return png, False
 
 
 def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import orjson
-import pandas as pd
 
 from gate_pipeline.defs.analysis import HISTORY_FILE, VERSIONS_FOLDER
 from gate_pipeline.defs.metadata import OWNERS, column_schema
@@ -10,32 +9,21 @@ from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import series as series_lib
 from gate_pipeline.lib.analysis import counts_section
 from gate_pipeline.lib.storage import sha256_bytes
-from gate_pipeline.lib.tables import RolloutSeries, validate
+from gate_pipeline.lib.tables import RolloutSeries
 
 SOURCE_TABLE = "classified_runs"
+CACHE_FOLDER = (
+    "rollout_series_cache"  # per-day formatted + validated fragments (lib/series.py, update_series)
+)
+LEGACY_CACHE = ("rollout_union.parquet", "rollout_union_versions.json")  # the former union cache
 
 
-UNION_FILE = "rollout_union.parquet"  # every stored day's classified rows, before cross-day dedupe
-UNION_VERSIONS = "rollout_union_versions.json"  # day -> digest of the classified_runs file it came from
-
-
-def load_union(storage: GateStorage) -> tuple[pd.DataFrame, list[str], int]:
-    """The union of all stored days, re-reading only days whose classified_runs file changed since last time."""
-    data = storage.data()
-    versions = {
+def classified_versions(storage: GateStorage) -> dict[str, str]:
+    """Day → digest of its stored classified_runs file."""
+    return {
         name.removesuffix(".sha256"): digest.decode()
-        for name, digest in data.read_folder(VERSIONS_FOLDER, suffix=".sha256").items()
+        for name, digest in storage.data().read_folder(VERSIONS_FOLDER, suffix=".sha256").items()
     }
-    cached, cached_versions = None, {}
-    if data.exists(UNION_FILE) and data.exists(UNION_VERSIONS):
-        cached, cached_versions = data.read_parquet(UNION_FILE), orjson.loads(data.read_bytes(UNION_VERSIONS))
-    union, read = series_lib.update_union(
-        cached, cached_versions, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
-    )
-    if cached is None or versions != cached_versions:  # a day was read, or one disappeared
-        data.write_parquet(union, UNION_FILE)
-        data.write_bytes(orjson.dumps(versions, option=orjson.OPT_SORT_KEYS), UNION_VERSIONS)
-    return union, read, len(versions)
 
 
 @dg.asset(
@@ -51,40 +39,44 @@ def load_union(storage: GateStorage) -> tuple[pd.DataFrame, list[str], int]:
     automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()),
 )
 def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
-    union, days_read, days = load_union(storage)
-    runs, cross_day_dups = series_lib.combine_days([union])
-    series = series_lib.rollout_series(runs)
-    failures = validate(RolloutSeries, series)
-    if failures:
+    data = storage.data()
+    versions = classified_versions(storage)
+    try:
+        built = series_lib.update_series(
+            data, CACHE_FOLDER, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
+        )
+    except series_lib.SeriesSchemaError as exc:
         raise dg.Failure(
             "rollout_series violates its schema",
-            metadata={"failure_cases": dg.MetadataValue.json(failures[:50])},
-        )
-    csv = series_lib.series_csv_bytes(series)
+            metadata={"failure_cases": dg.MetadataValue.json(exc.failures[:50])},
+        ) from exc
     outputs = storage.outputs()
-    csv_url = outputs.write_bytes(csv, "rollout_series.csv")
-    outputs.write_parquet(series, "rollout_series.parquet")
-    data = storage.data()
-    data.write_parquet(runs, HISTORY_FILE)
+    csv_url = outputs.write_bytes(built.csv, "rollout_series.csv")
+    outputs.write_bytes(built.series_parquet, "rollout_series.parquet")
+    data.write_bytes(built.history_parquet, HISTORY_FILE)
+    for name in LEGACY_CACHE:
+        if data.exists(name):
+            series_lib.remove(data, name)
     counts = counts_section(
         [orjson.loads(b) for b in data.read_folder("ingest_counts", suffix=".json").values()],
         [orjson.loads(b) for b in data.read_folder("table_counts", suffix=".json").values()],
-        len(cross_day_dups),
-        len(series),
+        built.cross_day_duplicates,
+        built.rows,
     )
     data.write_bytes(orjson.dumps(counts, option=orjson.OPT_SORT_KEYS), "statistics", "counts.json")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(series),
-            "days": days,
-            "days_read": len(days_read),
-            "duplicates_across_days": len(cross_day_dups),
+            "dagster/row_count": built.rows,
+            "days": len(versions),
+            "days_read": len(built.days_built),
+            "series_cache": built.cache,
+            "duplicates_across_days": built.cross_day_duplicates,
             "runs_discovered": counts["runs"]["discovered"],
             "runs_quarantined": counts["runs"]["quarantined_no_usable_gate_result"]
             + counts["runs"]["quarantined_duplicate_run_id"],
             "counts_balanced": counts["balanced"],
-            "policy_hashes": dg.MetadataValue.json(sorted(series["policy_hash"].dropna().unique().tolist())),
+            "policy_hashes": dg.MetadataValue.json(built.policy_hashes),
             "csv": dg.MetadataValue.path(csv_url),
-            "csv_sha256": sha256_bytes(csv),
+            "csv_sha256": sha256_bytes(built.csv),
         }
     )

@@ -27,6 +27,12 @@ def files_read() -> int:
     return _files_read
 
 
+def count_files_read(n: int) -> None:
+    """Add reads done on this process's behalf by a worker process."""
+    global _files_read
+    _files_read += n
+
+
 RAW_RUN_COLUMNS = [
     "date",
     "run_path",

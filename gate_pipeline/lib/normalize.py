@@ -445,10 +445,15 @@ def resolve_duplicates(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
             "timestamp": table["timestamp"].array,
             "run_path": table["run_path"].to_numpy(),
             "pos": np.arange(len(table)),
+            # Copies each row already stands for (a day's winner counts its own day's losers), so the
+            # cross-day rule adds them up instead of starting again from 1.
+            "copies": table["duplicate_count"].to_numpy(dtype="int64")
+            if "duplicate_count" in table
+            else np.ones(len(table), dtype="int64"),
         }
     )
     ordered = keys.sort_values(["run_id", "timestamp", "run_path"], kind="stable")
-    counts = ordered.groupby("run_id", sort=False)["run_id"].transform("size").astype("int64")
+    counts = ordered.groupby("run_id", sort=False)["copies"].transform("sum").astype("int64")
     keep_mask = ~ordered.duplicated("run_id", keep="last").to_numpy()
     kept_keys = ordered[keep_mask].assign(duplicate_count=counts[keep_mask])
     dropped_pos = ordered["pos"].to_numpy()[~keep_mask]

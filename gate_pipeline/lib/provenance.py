@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gate_pipeline import __version__
 from gate_pipeline.lib.storage import sha256_bytes
@@ -26,8 +30,42 @@ def _manifest_cells(col: pd.Series) -> np.ndarray | None:
     return obj
 
 
-def artifact_manifest_sha256(history: pd.DataFrame) -> str:
-    """sha256 over the sorted (run_path, file hashes) of every accepted run: same artifacts → same hash."""
+def _arrow_text(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A text (or all-null) column as large_string with nulls as "", or None for any other type."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
+        return None
+    return pc.fill_null(col.cast(pa.large_string()), "")
+
+
+def _arrow_manifest_sha256(table: pa.Table) -> str | None:
+    """The manifest hash computed in Arrow: no Python object per cell (the hash columns are most of the
+    history's bytes). Same lines and order as the pandas path: nulls read back from parquet as None and
+    become "", and UTF-8 byte order is code point order, which is how Python sorts str."""
+    cols = [_arrow_text(table.column(c)) for c in MANIFEST_COLUMNS]
+    if any(c is None for c in cols):
+        return None
+    lines = pc.binary_join_element_wise(*cols, pa.scalar("\t", pa.large_string()))
+    lines = lines.take(pc.sort_indices(lines)).combine_chunks()
+    if len(lines) == 0:
+        return sha256_bytes(b"")
+    # Each sorted line with "\n" after it, contiguous in one buffer: the text is that buffer minus the last "\n".
+    ended = pc.binary_join_element_wise(
+        lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+    )
+    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)
+    start, end = int(offsets[ended.offset]), int(offsets[ended.offset + len(ended)])
+    return hashlib.sha256(memoryview(ended.buffers()[2])[start : end - 1]).hexdigest()
+
+
+def artifact_manifest_sha256(history: pd.DataFrame | pa.Table) -> str:
+    """sha256 over the sorted (run_path, file hashes) of every accepted run: same artifacts → same hash.
+
+    ``history`` is a frame or an Arrow table (as read from the stored history), with at least those columns."""
+    if isinstance(history, pa.Table):
+        digest = _arrow_manifest_sha256(history)
+        if digest is not None:
+            return digest
+        history = history.select(list(MANIFEST_COLUMNS)).to_pandas()
     cols = list(MANIFEST_COLUMNS)
     cells = [_manifest_cells(history[c]) for c in cols]
     if all(c is not None for c in cells):
@@ -49,7 +87,7 @@ def config_sha256(parts: dict[str, bytes]) -> str:
 
 
 def provenance(
-    history: pd.DataFrame, whitelist_sha256: str, config_files: dict[str, bytes]
+    history: pd.DataFrame | pa.Table, whitelist_sha256: str, config_files: dict[str, bytes]
 ) -> dict[str, str]:
     return {
         "artifact_manifest_sha256": artifact_manifest_sha256(history),

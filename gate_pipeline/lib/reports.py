@@ -14,10 +14,13 @@ Any other top-level statistics key is rendered generically under "Further statis
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,6 +209,57 @@ def dumps_canonical(doc: Any) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    """Timestamps as UTC; a column that already is (the stored history) is returned as is, since
+    ``to_datetime`` would build a Timestamp per value only to find that out."""
+    return ts if ts.dtype == _UTC_NS else pd.to_datetime(ts, utc=True)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def chart_key(
+    series: pd.DataFrame,
+    median: float | None,
+    threshold: float | None,
+    *,
+    max_points: int = CHART_MAX_POINTS,
+) -> str | None:
+    """sha256 of everything :func:`render_chart` draws from: the plotted columns as it reads them, the lines,
+    ``max_points``, this module's source and the matplotlib/Pillow versions. Same key, same PNG bytes, so a
+    stored chart can be reused without importing matplotlib. None when a run_id is not text (then render)."""
+    h = hashlib.sha256()
+    for part in (
+        Path(__file__).read_bytes(),
+        _package_version("matplotlib").encode(),
+        _package_version("pillow").encode(),
+        repr((median, threshold, max_points, len(series))).encode(),
+    ):
+        h.update(_digest(part))
+    ts = _utc(series["timestamp"])
+    h.update(_digest(ts.to_numpy(dtype="datetime64[ns]").view("i8").tobytes()))
+    rate = pd.to_numeric(series["unknown_rate"], errors="coerce").to_numpy(dtype=float)
+    h.update(_digest(np.ascontiguousarray(rate).tobytes()))
+    spikes = series["is_spike"].fillna(False).astype(bool).to_numpy()
+    h.update(_digest(np.ascontiguousarray(spikes).tobytes()))
+    run_ids = series["run_id"].to_numpy(dtype=object)
+    if len(run_ids) and pd.api.types.infer_dtype(run_ids, skipna=False) != "string":
+        return None
+    h.update(_digest(orjson.dumps(run_ids.tolist())))
+    return h.hexdigest()
+
+
 def render_chart(
     series: pd.DataFrame,
     median: float | None,
@@ -258,7 +312,7 @@ def _plot_runs(ax: Any, series: pd.DataFrame) -> None:
     """One point per run, x = position in (timestamp, run_id) order (small histories)."""
     df = series.copy()
     if len(df):
-        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+        df["timestamp"] = _utc(df["timestamp"])
         df = df.sort_values(["timestamp", "run_id"], kind="mergesort").reset_index(drop=True)
     x = np.arange(len(df), dtype=float)
     y = pd.to_numeric(df["unknown_rate"], errors="coerce").to_numpy(dtype=float) if len(df) else np.array([])
@@ -277,7 +331,7 @@ def _plot_runs(ax: Any, series: pd.DataFrame) -> None:
 def daily_unknown_rate(series: pd.DataFrame) -> pd.DataFrame:
     """Per UTC date of ``timestamp``: n (runs with a finite unknown_rate), p5, median, p95 (linear
     interpolation), indexed by the day (tz-naive midnight UTC), sorted by day. Row order does not matter."""
-    ts = pd.to_datetime(series["timestamp"], utc=True)
+    ts = _utc(series["timestamp"])
     y = pd.to_numeric(series["unknown_rate"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(y) & ts.notna().to_numpy()
     frame = pd.DataFrame({"day": ts.dt.floor("D").dt.tz_localize(None).to_numpy()[ok], "y": y[ok]})
@@ -307,7 +361,7 @@ def _plot_daily(ax: Any, series: pd.DataFrame) -> None:
     ax.plot(x, daily["median"].to_numpy(), color="#1f77b4", linewidth=1.0, label="daily median")
     spikes = series[series["is_spike"].fillna(False).astype(bool).to_numpy()]
     sy = pd.to_numeric(spikes["unknown_rate"], errors="coerce").to_numpy(dtype=float)
-    spikes = spikes.assign(_y=sy, timestamp=pd.to_datetime(spikes["timestamp"], utc=True))
+    spikes = spikes.assign(_y=sy, timestamp=_utc(spikes["timestamp"]))
     spikes = spikes[np.isfinite(sy) & spikes["timestamp"].notna().to_numpy()]
     if len(spikes):
         # Sorted so the draw order (and so every pixel) is independent of the input row order.
@@ -494,6 +548,7 @@ def render_ci_comment(decision: Decision) -> str:
 __all__ = [
     "CHART_MAX_POINTS",
     "PROVENANCE_KEYS",
+    "chart_key",
     "daily_unknown_rate",
     "dumps_canonical",
     "normalize_json",

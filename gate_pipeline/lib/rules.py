@@ -38,6 +38,7 @@ Percentiles use linear interpolation between order statistics (numpy's default m
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -952,7 +953,8 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: np.ndarray, ctx: _Ctx
             why=why,
         )
     verdict, agg, why = _eval_condition(rule, cur, ctx, "for the current policy")
-    details: dict[str, Any] = {"evidence_runs": len(evidence := _evidence_runs(rule, cur, ctx))}
+    n_evidence, evidence = _evidence_runs(rule, cur, ctx)
+    details: dict[str, Any] = {"evidence_runs": n_evidence}
     if agg.k is not None:
         details["hits"] = agg.k
     if agg.invalid:
@@ -970,7 +972,7 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: np.ndarray, ctx: _Ctx
         n=agg.n,
         missing=agg.missing,
         details=details,
-        evidence_run_ids=evidence[:EVIDENCE_RUN_IDS],
+        evidence_run_ids=evidence,
         why=why,
     )
 
@@ -978,9 +980,12 @@ def _eval_absolute(rule: AbsoluteRule | RollbackRule, cur: np.ndarray, ctx: _Ctx
 EVIDENCE_RUN_IDS = 50  # enough to triage from the UI; the full list is one filter away in rollout_series.csv
 
 
-def _evidence_runs(rule: AbsoluteRule | RollbackRule, positions: np.ndarray, ctx: _Ctx) -> list[str]:
-    """The runs behind the number, sorted: those matching a rate's condition (e.g. the FAIL runs), or, for
-    other aggregates, the runs whose own value violates the comparator (e.g. unknown_rate above the threshold)."""
+def _evidence_runs(
+    rule: AbsoluteRule | RollbackRule, positions: np.ndarray, ctx: _Ctx
+) -> tuple[int, list[str]]:
+    """How many runs are behind the number, and the first ``EVIDENCE_RUN_IDS`` of their ids, sorted: the runs
+    matching a rate's condition (e.g. the FAIL runs), or, for other aggregates, the runs whose own value
+    violates the comparator (e.g. unknown_rate above the threshold)."""
     m = rule.metric
     vals = ctx.vals(positions, m.column)
     if m.match is not None:
@@ -988,7 +993,14 @@ def _evidence_runs(rule: AbsoluteRule | RollbackRule, positions: np.ndarray, ctx
     else:
         with np.errstate(invalid="ignore"):
             mask = vals.is_num & ~_COMPARE[rule.comparator](vals.num, rule.threshold)
-    return sorted(str(rid) for rid in _values_of(positions[np.asarray(mask, dtype=bool)], "run_id", ctx))
+    chosen = positions[np.asarray(mask, dtype=bool)]
+    if "run_id" in ctx.runs.columns:
+        ids = ctx.objects(chosen, "run_id")
+        if len(ids) and pd.api.types.infer_dtype(ids, skipna=False) == "string":
+            # Every id is a str (str(v) is v): no per-value conversion, and only the listed ones fully ordered.
+            return len(ids), heapq.nsmallest(EVIDENCE_RUN_IDS, ids.tolist())
+    ids = sorted(str(rid) for rid in _values_of(chosen, "run_id", ctx))
+    return len(ids), ids[:EVIDENCE_RUN_IDS]
 
 
 def _measure(kind: str, cur: float, base: float) -> float | None:
@@ -1199,7 +1211,9 @@ class _Selection:
         if self.hash is None or self._hashes is None or not self._has.any():
             return None
         df = pd.DataFrame({"h": self._hashes[self._has].astype(str), "t": self.runs["timestamp"][self._has]})
-        first = df.groupby("h")["t"].min().reset_index().sort_values(["t", "h"], kind="mergesort")
+        # Runs are in (timestamp, run_id) order with NaT last, so a policy's first row holds its earliest
+        # timestamp (= the groupby min, NaT only when all are NaT) without a groupby over the history.
+        first = df.drop_duplicates("h", keep="first").sort_values(["t", "h"], kind="mergesort")
         order = first["h"].tolist()
         if self.hash not in order:
             return None
@@ -1207,7 +1221,7 @@ class _Selection:
         return order[i - 1] if i > 0 else None
 
 
-def _used_columns(cfg: DecisionConfig) -> set[str]:
+def used_columns(cfg: DecisionConfig) -> set[str]:
     """Every run-table column the evaluation of ``cfg``'s current rules can read."""
     used = {"timestamp", "run_id", "policy_hash", cfg.strata_column}
     for rule in cfg.rules_for():
@@ -1236,6 +1250,9 @@ def _is_sorted(ts: pd.Series, run_id: pd.Series) -> bool:
     return bool((rid[tie + 1] >= rid[tie]).all()) if len(tie) else True
 
 
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
 def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFrame:
     # Only the columns the rules read: copying and sorting a 30-column history dominated the runtime.
     keep = [c for c in runs.columns if columns is None or c in columns]
@@ -1244,8 +1261,8 @@ def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFram
         df["timestamp"] = pd.Series([], dtype="datetime64[ns, UTC]")
     if "timestamp" not in df.columns:
         raise ValueError("run table has no 'timestamp' column")
-    ts = pd.to_datetime(df["timestamp"], utc=True)
-    df["timestamp"] = ts
+    if df["timestamp"].dtype != _UTC_NS:  # the stored history is already UTC: nothing to convert
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
     if "run_id" not in df.columns:
         df["run_id"] = ""
     # Stable order so row order of the input never changes the outcome (the stored history is usually
@@ -1277,7 +1294,7 @@ def evaluate(runs: pd.DataFrame, cfg: DecisionConfig, *, now: datetime | None = 
 
     ``now`` bounds the evidence window (days, time-window baselines); default: the latest run's timestamp,
     which keeps the result a pure function of the data.  Input row order does not matter."""
-    df = _prepare(runs, _used_columns(cfg))
+    df = _prepare(runs, used_columns(cfg))
     now_ts = None
     if now is not None:
         now_ts = pd.Timestamp(now)
@@ -1351,5 +1368,6 @@ __all__ = [
     "evaluate",
     "load_decision_config",
     "parse_decision_config",
+    "used_columns",
     "wilson_interval",
 ]

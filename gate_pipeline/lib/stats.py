@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "RateCI",
     "RatioCI",
     "RiskResult",
+    "Runs",
     "SpikeResult",
     "StratumResult",
     "WarnThresholdResult",
@@ -304,6 +305,27 @@ def _ratio_cols(prefix: str, r: RatioCI) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+class Runs:
+    """A classified history with the per-run arrays the statistics derive from it (outcome flags, group
+    labels, strata, parsed JSON arrays), each computed once and shared by every function given this object.
+
+    Every statistics function takes a DataFrame or a ``Runs``; a DataFrame gets its own ``Runs``, so results
+    are the same either way. Do not modify ``df`` while the ``Runs`` is in use."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+def _as_runs(classified: pd.DataFrame | Runs) -> Runs:
+    return classified if isinstance(classified, Runs) else Runs(classified)
+
+
 def _is_null(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
@@ -311,49 +333,118 @@ def _is_null(v: Any) -> bool:
 def _no_nan(df: pd.DataFrame) -> pd.DataFrame:
     """Replace NaN/NA in any column by None (column becomes object) so outputs never carry NaN."""
     out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if s.isna().any():
-            out[col] = s.astype(object).where(s.notna(), None)
+    has_null = out.isna().any(axis=0).to_numpy()  # one pass per block, not one Series per column
+    for i in np.flatnonzero(has_null).tolist():
+        s = out.iloc[:, i]
+        out.isetitem(i, s.astype(object).where(s.notna(), None))
     return out.reset_index(drop=True)
 
 
-def _explode_json(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Explode a column of JSON array strings into (row position, value) arrays, de-duplicated per row.
+def _json_sets(runs: Runs, column: str) -> tuple[np.ndarray, list[list[str]]]:
+    """A column of JSON array strings as per-row codes of its distinct strings (-1 = null) and, per code, the
+    array's items de-duplicated and sorted. Each distinct string is parsed once, and counting over the few
+    distinct (code, ...) combinations replaces exploding every row."""
 
-    Each distinct string is parsed once; rows are expanded with integer arithmetic.
-    """
-    n = len(series)
-    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
-    parsed = [sorted(set(parse_json_array(u)[0])) for u in uniques]
-    # sentinel at the end so code -1 (null) reads an empty list
-    lens = np.array([len(p) for p in parsed] + [0], dtype=np.int64)
-    offs = np.concatenate([[0], np.cumsum(lens[:-1])]).astype(np.int64)  # start of each unique's items
-    flat = np.array([x for p in parsed for x in p] + [""], dtype=object)
-    row_lens = lens[codes]
-    total = int(row_lens.sum())
-    rows = np.repeat(np.arange(n, dtype=np.int64), row_lens)
-    starts = np.repeat(offs[codes], row_lens)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(row_lens) - row_lens, row_lens)
-    return rows, flat[starts + within] if total else np.array([], dtype=object)
+    def compute() -> tuple[np.ndarray, list[list[str]]]:
+        codes, uniques = pd.factorize(runs.df[column].astype(object), use_na_sentinel=True)
+        return codes, [sorted(set(parse_json_array(u)[0])) for u in uniques]
+
+    return runs.derived(("json_sets", column), compute)
 
 
-def _reason_counts(
-    rows: np.ndarray, reasons: np.ndarray, known: np.ndarray, is_fail: np.ndarray
-) -> list[tuple[str, int, int, int]]:
-    """Per reason (sorted): (reason, runs, runs with known outcome, FAIL runs). One groupby, no per-reason scans."""
-    if len(rows) == 0:
+def _has_items(runs: Runs, column: str) -> np.ndarray:
+    """Per row: does its JSON array hold at least one string?"""
+    codes, items = _json_sets(runs, column)
+    return np.array([bool(i) for i in items] + [False], dtype=bool)[codes]  # code -1 reads the sentinel
+
+
+def _combos(*columns: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+    """The distinct rows of some integer columns (codes >= -1, flags) with how many rows each occurs in."""
+    n = len(columns[0])
+    if n == 0:
         return []
-    ex = pd.DataFrame({"reason": reasons, "known": known[rows], "fail": known[rows] & is_fail[rows]})
-    g = ex.groupby("reason", sort=True).agg(size=("known", "size"), n=("known", "sum"), x=("fail", "sum"))
-    return [
-        (str(r), int(a), int(b), int(c))
-        for r, a, b, c in zip(g.index, g["size"], g["n"], g["x"], strict=True)
-    ]
+    shifted = [np.asarray(c, dtype=np.int64) + 1 for c in columns]
+    dims = tuple(int(c.max()) + 1 for c in shifted)
+    cells = math.prod(dims)
+    if cells > max(4 * n, 1 << 16):
+        # Too many possible combinations for a dense count: the rare, slower path.
+        counts = pd.DataFrame(dict(enumerate(shifted))).groupby(list(range(len(shifted))), sort=False).size()
+        keys = [k if isinstance(k, tuple) else (k,) for k in counts.index]
+        return [(tuple(int(v) - 1 for v in k), int(c)) for k, c in zip(keys, counts.to_numpy(), strict=True)]
+    counts = np.bincount(np.ravel_multi_index(tuple(shifted), dims), minlength=cells)
+    present = np.flatnonzero(counts)
+    parts = [p - 1 for p in np.unravel_index(present, dims)]
+    return list(zip(zip(*(p.tolist() for p in parts), strict=True), counts[present].tolist(), strict=True))
+
+
+def _item_outcome_counts(
+    codes: np.ndarray,
+    items: list[list[str]],
+    known: np.ndarray,
+    is_fail: np.ndarray,
+    empty_label: str | None = None,
+) -> list[tuple[str, int, int, int]]:
+    """Per item (sorted): (item, runs listing it, of those with a known outcome, FAIL runs).
+
+    A run listing no item counts under ``empty_label`` when given, else nowhere."""
+    totals: dict[str, list[int]] = {}
+    for (code, k, f), n in _combos(codes, known.astype(np.int8), (known & is_fail).astype(np.int8)):
+        listed = items[code] if code >= 0 else []
+        if not listed and empty_label is not None:
+            listed = [empty_label]
+        for item in listed:
+            t = totals.setdefault(item, [0, 0, 0])
+            t[0] += n
+            t[1] += n * k
+            t[2] += n * f
+    return [(item, *totals[item]) for item in sorted(totals)]
 
 
 def _group_labels(series: pd.Series, null_label: str) -> pd.Series:
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # Text (or null) cells: str() of a str is itself, so only the nulls change; no str() per cell.
+        labels = np.where(pd.isna(values), null_label, values).astype(object)
+        return pd.Series(labels, index=series.index, name=series.name, dtype=object)
     return series.astype(object).where(series.notna(), null_label).astype(str)
+
+
+def _labels(runs: Runs, column: str, null_label: str) -> np.ndarray:
+    """:func:`_group_labels` of a run column as an array (computed once per ``runs``)."""
+    return runs.derived(
+        ("labels", column, null_label), lambda: _group_labels(runs.df[column], null_label).to_numpy()
+    )
+
+
+def _strata(runs: Runs, cfg: AnalysisConfig) -> np.ndarray:
+    """:func:`stratum_series` as an array (computed once per ``runs``)."""
+    key = ("strata", cfg.strata_column, cfg.strata_missing_label)
+    return runs.derived(key, lambda: stratum_series(runs.df, cfg).to_numpy())
+
+
+Coded = tuple[np.ndarray, np.ndarray]  # (per-row code, label per code), as pd.factorize returns them
+
+
+def _labels_coded(runs: Runs, column: str, null_label: str) -> Coded:
+    """:func:`_labels` factorized (computed once per ``runs``)."""
+    key = ("labels_coded", column, null_label)
+    return runs.derived(key, lambda: pd.factorize(_labels(runs, column, null_label)))
+
+
+def _policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
+    return _labels_coded(runs, "policy_hash", cfg.null_group_label)
+
+
+def _strata_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
+    """:func:`_strata` factorized (computed once per ``runs``)."""
+    key = ("strata_coded", cfg.strata_column, cfg.strata_missing_label)
+    return runs.derived(key, lambda: pd.factorize(_strata(runs, cfg)))
+
+
+def _code_counts(coded: Coded) -> dict[str, int]:
+    """How many rows carry each label."""
+    codes, names = coded
+    return dict(zip(names.tolist(), np.bincount(codes, minlength=len(names)).tolist(), strict=True))
 
 
 def stratum_series(df: pd.DataFrame, cfg: AnalysisConfig) -> pd.Series:
@@ -379,32 +470,103 @@ def stratum_series(df: pd.DataFrame, cfg: AnalysisConfig) -> pd.Series:
         return pd.Series(arr[codes], index=df.index, name="stratum", dtype=object)
     if col not in df.columns:
         raise KeyError(f"strata_column {col!r} is not a run table column (columns: {sorted(df.columns)})")
+    values = df[col].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # Text (or null) cells: str() of a str is itself, so only null and "" change; no str() per cell.
+        keep = ~pd.isna(values) & (values != "")
+        return pd.Series(
+            np.where(keep, values, cfg.strata_missing_label), index=df.index, name="stratum", dtype=object
+        )
     s = df[col].astype(object)
     s = s.where(s.notna() & (s.astype(str) != ""), cfg.strata_missing_label).astype(str)
     return s.rename("stratum").astype(object)
 
 
-def _outcome_flags(df: pd.DataFrame, cfg: AnalysisConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _outcome_flags(runs: Runs, cfg: AnalysisConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(known, is_warn, is_fail) boolean arrays from the outcome column (upper-cased)."""
-    # upper-case each distinct value once, not every row
-    codes, uniques = pd.factorize(df["outcome"].astype(object), use_na_sentinel=True)
-    up = [str(u).upper() for u in uniques]
-    warn = np.array([u in cfg.warn_outcomes for u in up] + [False], dtype=bool)
-    fail = np.array([u in cfg.fail_outcomes for u in up] + [False], dtype=bool)
-    return codes >= 0, warn[codes], fail[codes]
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # upper-case each distinct value once, not every row
+        codes, uniques = pd.factorize(runs.df["outcome"].astype(object), use_na_sentinel=True)
+        up = [str(u).upper() for u in uniques]
+        warn = np.array([u in cfg.warn_outcomes for u in up] + [False], dtype=bool)
+        fail = np.array([u in cfg.fail_outcomes for u in up] + [False], dtype=bool)
+        return codes >= 0, warn[codes], fail[codes]
+
+    return runs.derived(("outcome", tuple(cfg.warn_outcomes), tuple(cfg.fail_outcomes)), compute)
 
 
-def _rates(df: pd.DataFrame) -> pd.Series:
-    return pd.to_numeric(df["unknown_rate"], errors="coerce").astype(float)
+def _rates(runs: Runs) -> pd.Series:
+    return runs.derived(
+        ("rates",), lambda: pd.to_numeric(runs.df["unknown_rate"], errors="coerce").astype(float)
+    )
+
+
+def _in_order(df: pd.DataFrame, cols: list[str]) -> bool:
+    """True when the rows are already in (cols) order and no key is null, so a stable sort keeps every row
+    where it is (spike runs come from the history, which is stored in (timestamp, run_id) order)."""
+    if len(df) < 2:
+        return True
+    tie = np.ones(len(df) - 1, dtype=bool)  # rows i, i+1 equal on every key so far
+    for c in cols:
+        s = df[c]
+        if s.isna().any():
+            return False
+        if s.dtype == object:
+            v = s.to_numpy()
+            if pd.api.types.infer_dtype(v, skipna=False) != "string":
+                return False
+        elif isinstance(s.dtype, pd.DatetimeTZDtype):
+            v = s.to_numpy(dtype="datetime64[ns]")  # the UTC instants, which is what sorting compares
+        else:
+            v = s.to_numpy()
+        prev, nxt = v[:-1][tie], v[1:][tie]
+        if (nxt < prev).any():
+            return False
+        tie[tie] = nxt == prev
+        if not tie.any():
+            break
+    return True
 
 
 def _sort_cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    if _in_order(df, cols):
+        return df.reset_index(drop=True)
     # None sorts first via a string key; mergesort keeps it stable and deterministic
     keys = {
         c: df[c].map(lambda v: "" if _is_null(v) else v) if df[c].dtype == object else df[c] for c in cols
     }
     order = pd.DataFrame(keys).sort_values(cols, kind="mergesort").index
     return df.loc[order].reset_index(drop=True)
+
+
+def _quantile_sorted(seg: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile of sorted values, computed as pandas' groupby quantile does."""
+    q_idx = q * (len(seg) - 1)
+    lo = int(q_idx)
+    frac = q_idx % 1
+    val = float(seg[lo])
+    return val if frac == 0.0 else val + (float(seg[lo + 1]) - val) * frac
+
+
+def _order_stats(
+    values: np.ndarray, codes: np.ndarray, by_value: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """Per group code: min, median, p95, max of the non-null values, bit-identical to pandas' groupby
+    min / median / quantile(0.95) / max (no signed zeros). ``by_value``: positions of the non-null values,
+    stably sorted by value. Groups without values get NaN."""
+    order = by_value[np.argsort(codes[by_value], kind="stable")]  # by group, then value, then position
+    ordered = values[order]
+    out = np.full((len(count), 4), np.nan)
+    start = 0
+    for code, n in enumerate(count.tolist()):
+        if n:
+            seg = ordered[start : start + n]
+            mid = n // 2
+            median = float(seg[mid]) if n % 2 else (float(seg[mid]) + float(seg[mid - 1])) / 2
+            out[code] = (seg[0], median, _quantile_sorted(seg, 0.95), seg[-1])
+            start += n
+    return out
 
 
 # ------------------------------------------------------------------------------- unknown_rate summary
@@ -424,7 +586,7 @@ SUMMARY_COLUMNS = [
 
 
 def unknown_rate_summary(
-    runs: pd.DataFrame, cfg: AnalysisConfig | None = None, by: Sequence[str] | None = None
+    runs: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None, by: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """min / median / p95 / max / mean of ``unknown_rate`` overall, per policy_hash and per stratum.
 
@@ -435,38 +597,46 @@ def unknown_rate_summary(
     groups sorted by (group_by, group). Null group values are labelled ``cfg.null_group_label``.
     """
     cfg = cfg or AnalysisConfig()
+    runs = _as_runs(runs)
     by = list(by) if by is not None else ["policy_hash", "stratum"]
     rates = _rates(runs)
-    frames = [("overall", pd.Series("all", index=runs.index, dtype=object))]
+    overall = np.full(len(runs.df), "all", dtype=object)
+    frames = [("overall", pd.factorize(overall))]
     for col in by:
         if col == "stratum":
-            frames.append(("stratum", stratum_series(runs, cfg)))
+            frames.append(("stratum", _strata_coded(runs, cfg)))
         else:
-            frames.append((col, _group_labels(runs[col], cfg.null_group_label)))
+            frames.append((col, _labels_coded(runs, col, cfg.null_group_label)))
     rows = []
-    for name, keys in frames:
-        g = rates.groupby(keys.to_numpy(), sort=True)
-        agg = pd.DataFrame(
-            {
-                "runs": g.size(),
-                "n": g.count(),
-                "min": g.min(),
-                "median": g.median(),
-                "p95": g.quantile(0.95),
-                "max": g.max(),
-                "mean": g.mean(),
-            }
-        )
-        for grp, r in agg.iterrows():
-            n = int(r["n"])
+    values = rates.to_numpy()
+    valid = ~np.isnan(values)
+    by_value = np.argsort(values, kind="stable")  # once for every grouping; NaN last
+    by_value = by_value[: int(valid.sum())]
+    # 0.0 and -0.0 tie: which one a group's min / max / median is then depends on pandas' internals.
+    signed_zero = bool((valid & (values == 0) & np.signbit(values)).any())
+    for name, (codes, names) in frames:
+        g = rates.groupby(codes, sort=True)  # integer codes group faster than the label strings
+        size = np.bincount(codes, minlength=len(names))
+        count = np.bincount(codes[valid], minlength=len(names))
+        mean = g.mean().to_numpy()  # pandas' compensated per-group sum
+        if signed_zero:
+            order_stats = np.column_stack([g.min(), g.median(), g.quantile(0.95), g.max()])
+        else:
+            order_stats = _order_stats(values, codes, by_value, count)
+        for code, label in enumerate(names):
+            n = int(count[code])
+            stat = [*order_stats[code], mean[code]]
             rows.append(
                 {
                     "group_by": name,
-                    "group": str(grp),
-                    "runs": int(r["runs"]),
+                    "group": str(label),
+                    "runs": int(size[code]),
                     "n": n,
-                    "n_null": int(r["runs"]) - n,
-                    **{k: (float(r[k]) if n else None) for k in ("min", "median", "p95", "max", "mean")},
+                    "n_null": int(size[code]) - n,
+                    **{
+                        k: (float(v) if n else None)
+                        for k, v in zip(("min", "median", "p95", "max", "mean"), stat, strict=True)
+                    },
                     "status": "ok" if n else "empty",
                 }
             )
@@ -484,7 +654,7 @@ def unknown_rate_summary(
 FREQ_COLUMNS = ["scope", "policy_hash", "class", "kind", "runs", "total_runs", "share"]
 
 
-def class_frequencies(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> pd.DataFrame:
+def class_frequencies(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> pd.DataFrame:
     """How many runs carry each unknown class, overall and per policy_hash.
 
     ``runs`` counts runs having the class (a class counts once per run); ``share = runs / total_runs`` where
@@ -493,20 +663,20 @@ def class_frequencies(classified: pd.DataFrame, cfg: AnalysisConfig | None = Non
     'overall' rows (policy_hash None) first.
     """
     cfg = cfg or AnalysisConfig()
-    rows_idx, values = _explode_json(classified["unknown_classes"])
-    ph = _group_labels(classified["policy_hash"], cfg.null_group_label).to_numpy()
-    ex = pd.DataFrame(
-        {"row": rows_idx, "class": values, "policy_hash": ph[rows_idx] if len(rows_idx) else []}
-    )
-    total = len(classified)
-    totals_ph = pd.Series(ph).value_counts()
-    out = []
-    overall = ex.groupby("class", sort=True).size()
-    for cls, cnt in overall.items():
-        out.append(("overall", None, cls, int(cnt), total))
-    per = ex.groupby(["policy_hash", "class"], sort=True).size()
-    for (h, cls), cnt in per.items():
-        out.append(("policy_hash", h, cls, int(cnt), int(totals_ph[h])))
+    runs = _as_runs(classified)
+    codes, items = _json_sets(runs, "unknown_classes")
+    ph_codes, ph_names = ph_coded = _policy_coded(runs, cfg)
+    total = len(runs.df)
+    totals_ph = _code_counts(ph_coded)
+    overall: dict[str, int] = {}
+    per: dict[tuple[str, str], int] = {}
+    for (code, p), n in _combos(codes, ph_codes):
+        h = ph_names[p]
+        for cls in items[code] if code >= 0 else []:
+            overall[cls] = overall.get(cls, 0) + n
+            per[(h, cls)] = per.get((h, cls), 0) + n
+    out = [("overall", None, cls, overall[cls], total) for cls in sorted(overall)]
+    out += [("policy_hash", h, cls, per[(h, cls)], totals_ph[h]) for h, cls in sorted(per)]
     df = pd.DataFrame(out, columns=["scope", "policy_hash", "class", "runs", "total_runs"])
     df["kind"] = df["class"].map(class_kind) if len(df) else pd.Series([], dtype=object)
     df["share"] = df["runs"] / df["total_runs"] if len(df) else pd.Series([], dtype=float)
@@ -527,7 +697,7 @@ RECUR_COLUMNS = [
 ]
 
 
-def recurring_patterns(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> pd.DataFrame:
+def recurring_patterns(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> pd.DataFrame:
     """Top reasons recurring per policy_hash: in >= ``recurrence_min_runs`` runs OR in
     >= ``recurrence_min_share`` of that policy_hash's runs.
 
@@ -536,25 +706,31 @@ def recurring_patterns(classified: pd.DataFrame, cfg: AnalysisConfig | None = No
     expiry date), criterion ('min_runs', 'min_share' or 'min_runs+min_share'). Sorted by (policy_hash, reason).
     """
     cfg = cfg or AnalysisConfig()
-    ph = _group_labels(classified["policy_hash"], cfg.null_group_label).to_numpy()
-    r_rows, r_vals = _explode_json(classified["top_reasons"])
-    n_rows, n_vals = _explode_json(classified["non_whitelisted_reasons"])
-    ex = pd.DataFrame({"row": r_rows, "reason": r_vals})
-    ex["policy_hash"] = ph[r_rows] if len(r_rows) else []
-    nwl = pd.DataFrame({"row": n_rows, "reason": n_vals})
-    ex = ex.merge(nwl, on=["row", "reason"], how="left", indicator=True)
-    ex["nwl"] = (ex.pop("_merge") == "both").astype(np.int64)
-    totals = pd.Series(ph).value_counts()
-    g = ex.groupby(["policy_hash", "reason"], sort=True).agg(runs=("row", "size"), nwl=("nwl", "sum"))
+    runs = _as_runs(classified)
+    ph_codes, ph_names = ph_coded = _policy_coded(runs, cfg)
+    r_codes, r_items = _json_sets(runs, "top_reasons")
+    n_codes, n_items = _json_sets(runs, "non_whitelisted_reasons")
+    listed: dict[tuple[str, str], int] = {}  # (policy_hash, reason) -> runs listing the reason
+    not_covered: dict[tuple[str, str], int] = {}  # ... of which list it as non-whitelisted too
+    for (rc, nc, p), n in _combos(r_codes, n_codes, ph_codes):
+        if rc < 0:
+            continue
+        h = ph_names[p]
+        non_wl = set(n_items[nc]) if nc >= 0 else set()
+        for reason in r_items[rc]:
+            listed[(h, reason)] = listed.get((h, reason), 0) + n
+            if reason in non_wl:
+                not_covered[(h, reason)] = not_covered.get((h, reason), 0) + n
+    totals = _code_counts(ph_coded)
     out = []
-    for (h, reason), r in g.iterrows():
-        runs, tot = int(r["runs"]), int(totals[h])
+    for h, reason in sorted(listed):
+        runs, tot, nwl = listed[(h, reason)], totals[h], not_covered.get((h, reason), 0)
         share = runs / tot
         by_k, by_s = runs >= cfg.recurrence_min_runs, share >= cfg.recurrence_min_share
         if not (by_k or by_s):
             continue
         crit = "+".join(x for x, ok in (("min_runs", by_k), ("min_share", by_s)) if ok)
-        out.append((h, reason, runs, tot, share, runs - int(r["nwl"]), int(r["nwl"]), crit))
+        out.append((h, reason, runs, tot, share, runs - nwl, nwl, crit))
     df = pd.DataFrame(out, columns=RECUR_COLUMNS)
     return _no_nan(_sort_cols(df, ["policy_hash", "reason"]))
 
@@ -583,7 +759,7 @@ class SpikeResult:
 SPIKE_RUN_COLUMNS = ["run_id", "timestamp", "date", "policy_hash", "unknown_rate", "outcome", "top_reasons"]
 
 
-def spikes(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> SpikeResult:
+def spikes(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> SpikeResult:
     """Find unknown_rate spikes (seed 000 outlier definition) and relate them, by top reason, to FAIL.
 
     A run is a spike when ``unknown_rate > bound`` with bound = median + max(k * scale * MAD,
@@ -592,7 +768,9 @@ def spikes(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> Spike
     """
     cfg = cfg or AnalysisConfig()
     z = cfg.z
-    rates = _rates(classified)
+    runs = _as_runs(classified)
+    classified = runs.df
+    rates = _rates(runs)
     valid = rates.dropna()
     n = int(len(valid))
     cols = [c for c in SPIKE_RUN_COLUMNS if c in classified.columns]
@@ -616,18 +794,15 @@ def spikes(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> Spike
     spike_runs = classified.loc[is_spike, cols]
     spike_runs = _sort_cols(spike_runs.reset_index(drop=True), sort_keys) if sort_keys else spike_runs
 
-    known, _, is_fail = _outcome_flags(classified, cfg)
-    r_rows, r_vals = _explode_json(classified["top_reasons"])
-    has_reason = np.zeros(len(classified), dtype=bool)
-    has_reason[r_rows] = True
-    spike_rows = np.concatenate([r_rows[is_spike[r_rows]], np.flatnonzero(is_spike & ~has_reason)])
-    spike_vals = np.concatenate(
-        [r_vals[is_spike[r_rows]], np.full((is_spike & ~has_reason).sum(), cfg.no_reason_label, dtype=object)]
-    )
+    known, _, is_fail = _outcome_flags(runs, cfg)
+    r_codes, r_items = _json_sets(runs, "top_reasons")
     total_known = int(known.sum())
     total_fail = int((known & is_fail).sum())
     out = []
-    for reason, size, n_s, f_s in _reason_counts(spike_rows, spike_vals, known, is_fail):
+    per_reason = _item_outcome_counts(
+        r_codes[is_spike], r_items, known[is_spike], is_fail[is_spike], cfg.no_reason_label
+    )
+    for reason, size, n_s, f_s in per_reason:
         n_o, f_o = total_known - n_s, total_fail - f_s
         out.append(
             {
@@ -707,7 +882,7 @@ _RISK_REASON_COLUMNS = [
 ]
 
 
-def risk_measures(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> RiskResult:
+def risk_measures(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> RiskResult:
     """Risk difference and risk ratio (seed 000), each with a CI at ``cfg.confidence_level``.
 
     1. ``whitelist_comparison`` - "unknown rate of whitelisted vs non-whitelisted classes":
@@ -727,13 +902,10 @@ def risk_measures(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -
     """
     cfg = cfg or AnalysisConfig()
     z = cfg.z
-    n = len(classified)
-    w_rows, _ = _explode_json(classified["whitelisted_classes"])
-    n_rows, _ = _explode_json(classified["non_whitelisted_reasons"])
-    has_w = np.zeros(n, dtype=bool)
-    has_w[w_rows] = True
-    has_n = np.zeros(n, dtype=bool)
-    has_n[n_rows] = True
+    runs = _as_runs(classified)
+    n = len(runs.df)
+    has_w = _has_items(runs, "whitelisted_classes")
+    has_n = _has_items(runs, "non_whitelisted_reasons")
     a = int((has_w & has_n).sum())
     b = int((has_w & ~has_n).sum())
     c = int((~has_w & has_n).sum())
@@ -759,12 +931,12 @@ def risk_measures(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -
         },
     }
 
-    known, _, is_fail = _outcome_flags(classified, cfg)
-    r_rows, r_vals = _explode_json(classified["top_reasons"])
+    known, _, is_fail = _outcome_flags(runs, cfg)
+    r_codes, r_items = _json_sets(runs, "top_reasons")
     total_known = int(known.sum())
     total_fail = int((known & is_fail).sum())
     out = []
-    for reason, _size, n1, x1 in _reason_counts(r_rows, r_vals, known, is_fail):
+    for reason, _size, n1, x1 in _item_outcome_counts(r_codes, r_items, known, is_fail):
         n0, x0 = total_known - n1, total_fail - x1
         out.append(
             {
@@ -844,26 +1016,64 @@ def _scope_sorted(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return _sort_cols(df, ["_scope_rank", *cols]).drop(columns="_scope_rank")
 
 
-def _causes_totals(values: pd.Series) -> str:
-    totals: dict[str, int] = {}
-    for raw, cnt in values.value_counts(dropna=True).items():
+class _CauseCounter:
+    """Summed ``unknown_causes`` counts of row groups as canonical JSON; each distinct JSON string is parsed
+    once. Non-JSON values, non-objects and non-numeric (or boolean) counts are skipped; counts truncate to int."""
+
+    def __init__(self, values: pd.Series | None, n: int):
+        if values is None:
+            self.codes, self.parsed = np.full(n, -1, dtype=np.intp), []
+            return
+        self.codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+        self.parsed = [self._parse(u) for u in uniques]
+
+    @staticmethod
+    def _parse(raw: Any) -> list[tuple[str, int]]:
         try:
             obj = orjson.loads(raw)
         except (orjson.JSONDecodeError, TypeError):
-            continue
+            return []
         if not isinstance(obj, dict):
-            continue
-        for cause, v in obj.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                totals[cause] = totals.get(cause, 0) + int(v) * int(cnt)
-    return orjson.dumps(totals, option=orjson.OPT_SORT_KEYS).decode()
+            return []
+        return [(c, int(v)) for c, v in obj.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+
+    def totals(self, idx: np.ndarray) -> str:
+        codes = self.codes[idx]
+        per_value = np.bincount(codes[codes >= 0], minlength=len(self.parsed))
+        totals: dict[str, int] = {}
+        for u in np.flatnonzero(per_value).tolist():
+            cnt = int(per_value[u])
+            for cause, v in self.parsed[u]:
+                totals[cause] = totals.get(cause, 0) + v * cnt
+        return orjson.dumps(totals, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _sum_int(s: pd.Series) -> int:
-    return int(pd.to_numeric(s, errors="coerce").fillna(0).sum())
+def _sum_int(values: np.ndarray) -> int:
+    """int of the sum with nulls as 0 (same values, same order as a pandas ``fillna(0).sum()``)."""
+    return int(np.where(np.isnan(values), 0.0, values).sum())
 
 
-def stratum_metrics(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> StratumResult:
+def _groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """(key values, row positions ascending) per distinct combination of the factorized key columns."""
+    codes = np.zeros(len(keys[0][0]), dtype=np.int64)
+    names = []
+    for c, uniq in keys:
+        codes = codes * len(uniq) + c
+        names.append(uniq)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    out = []
+    for idx in np.split(order, bounds) if len(order) else []:
+        code = int(codes[idx[0]])
+        parts = []
+        for uniq in reversed(names):
+            code, c = divmod(code, len(uniq))
+            parts.append(uniq[c])
+        out.append((tuple(reversed(parts)), idx))
+    return out
+
+
+def stratum_metrics(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> StratumResult:
     """Seed 001 metrics per stratum (scope 'stratum', policy_hash None) and per (policy_hash, stratum)
     (scope 'policy_hash_stratum').
 
@@ -882,47 +1092,50 @@ def stratum_metrics(classified: pd.DataFrame, cfg: AnalysisConfig | None = None)
     """
     cfg = cfg or AnalysisConfig()
     z = cfg.z
-    df = pd.DataFrame(
-        {
-            "policy_hash": _group_labels(classified["policy_hash"], cfg.null_group_label).to_numpy(),
-            "stratum": stratum_series(classified, cfg).to_numpy(),
-        }
-    )
-    known, is_warn, is_fail = _outcome_flags(classified, cfg)
-    df["known"] = known
-    df["warn"] = known & is_warn
-    df["fail"] = known & is_fail
-    df["rate"] = _rates(classified).to_numpy()
-    df["causes"] = classified["unknown_causes"].to_numpy() if "unknown_causes" in classified else None
-    for src, dst in (
-        ("warn_count", "dw"),
-        ("fail_count", "df"),
-        ("unknown_count", "du"),
-        ("overrides_count", "ov"),
-    ):
-        df[dst] = (
-            pd.to_numeric(classified[src], errors="coerce").astype(float).to_numpy()
-            if src in classified
-            else np.nan
+    runs = _as_runs(classified)
+    classified = runs.df
+    ph = _labels(runs, "policy_hash", cfg.null_group_label)
+    strata = _strata(runs, cfg)
+    known, is_warn, is_fail = _outcome_flags(runs, cfg)
+    warn, fail = known & is_warn, known & is_fail
+    rate = _rates(runs).to_numpy()
+    drift = {
+        dst: pd.to_numeric(classified[src], errors="coerce").astype(float).to_numpy()
+        if src in classified
+        else np.full(len(classified), np.nan)
+        for src, dst in (
+            ("warn_count", "dw"),
+            ("fail_count", "df"),
+            ("unknown_count", "du"),
+            ("overrides_count", "ov"),
         )
+    }
+    causes = _CauseCounter(classified.get("unknown_causes"), len(ph))
 
     rows = []
     counts: dict[tuple[str, str | None, str], tuple[int, int]] = {}
 
-    def summarise(scope: str, h: str | None, s: str, g: pd.DataFrame) -> None:
-        n_known = int(g["known"].sum())
-        w, f = int(g["warn"].sum()), int(g["fail"].sum())
+    def summarise(scope: str, h: str | None, s: str, idx: np.ndarray) -> None:
+        # idx: the group's row positions in input order, so every float sum adds the same values in the same
+        # order as the pandas per-group Series did (bit-identical means).
+        n_known = int(known[idx].sum())
+        w, f = int(warn[idx].sum()), int(fail[idx].sum())
         wf = wilson(w + f, n_known, z)
-        ov = g["ov"].dropna()
+        r = rate[idx]
+        r_ok = ~np.isnan(r)
+        n_rate = int(r_ok.sum())
+        ov = drift["ov"][idx]
+        ov = ov[~np.isnan(ov)]
+        ov_sum = ov.sum()
         counts[(scope, h, s)] = (n_known, w + f)
         rows.append(
             {
                 "scope": scope,
                 "policy_hash": h,
                 "stratum": s,
-                "runs": len(g),
+                "runs": len(idx),
                 "outcome_known": n_known,
-                "outcome_null": len(g) - n_known,
+                "outcome_null": len(idx) - n_known,
                 "warn_runs": w,
                 "fail_runs": f,
                 "warn_rate": w / n_known if n_known else None,
@@ -932,26 +1145,28 @@ def stratum_metrics(classified: pd.DataFrame, cfg: AnalysisConfig | None = None)
                 "warn_fail_ci_low": wf.ci_low,
                 "warn_fail_ci_high": wf.ci_high,
                 "warn_fail_status": wf.status,
-                "unknown_rate_n": int(g["rate"].notna().sum()),
-                "unknown_rate_mean": float(g["rate"].mean()) if g["rate"].notna().any() else None,
-                "unknown_causes": _causes_totals(g["causes"]),
-                "drift_warn_count": _sum_int(g["dw"]),
-                "drift_fail_count": _sum_int(g["df"]),
-                "drift_unknown_count": _sum_int(g["du"]),
+                "unknown_rate_n": n_rate,
+                "unknown_rate_mean": float(np.where(r_ok, r, 0.0).sum() / np.float64(n_rate))
+                if n_rate
+                else None,
+                "unknown_causes": causes.totals(idx),
+                "drift_warn_count": _sum_int(drift["dw"][idx]),
+                "drift_fail_count": _sum_int(drift["df"][idx]),
+                "drift_unknown_count": _sum_int(drift["du"][idx]),
                 "overrides_runs": len(ov),
-                "overrides_null_runs": len(g) - len(ov),
-                "overrides_total": int(ov.sum()),
-                "overrides_per_run": float(ov.mean()) if len(ov) else None,
+                "overrides_null_runs": len(idx) - len(ov),
+                "overrides_total": int(ov_sum),
+                "overrides_per_run": float(ov_sum / np.float64(len(ov))) if len(ov) else None,
             }
         )
 
-    for s, g in df.groupby("stratum", sort=True):
-        summarise("stratum", None, s, g)
-    for (h, s), g in df.groupby(["policy_hash", "stratum"], sort=True):
-        summarise("policy_hash_stratum", h, s, g)
+    for (s,), idx in _groups(_strata_coded(runs, cfg)):
+        summarise("stratum", None, s, idx)
+    for (h, s), idx in _groups(_policy_coded(runs, cfg), _strata_coded(runs, cfg)):
+        summarise("policy_hash_stratum", h, s, idx)
     table = _no_nan(_scope_sorted(pd.DataFrame(rows, columns=STRATUM_COLUMNS), ["policy_hash", "stratum"]))
 
-    observed = sorted(df["stratum"].unique().tolist())
+    observed = sorted(pd.unique(strata).tolist())
     pairs: list[tuple[str, str]] = []
     for a, b in cfg.strata_comparisons:
         if (a, b) not in pairs and a != b:
@@ -962,7 +1177,7 @@ def stratum_metrics(classified: pd.DataFrame, cfg: AnalysisConfig | None = None)
                 if (a, b) not in pairs and (b, a) not in pairs:
                     pairs.append((a, b))
     scopes: list[tuple[str, str | None]] = [("stratum", None)] + [
-        ("policy_hash_stratum", h) for h in sorted(df["policy_hash"].unique().tolist())
+        ("policy_hash_stratum", h) for h in sorted(pd.unique(ph).tolist())
     ]
     drows = []
     for scope, h in scopes:
@@ -1041,15 +1256,17 @@ def _fp_block(flagged: np.ndarray, fail: np.ndarray, z: float) -> dict[str, Any]
     }
 
 
-def warn_threshold(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) -> WarnThresholdResult:
+def warn_threshold(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> WarnThresholdResult:
     """Median-based WARN threshold and its false-positive rate with / without whitelist.
 
     See :class:`WarnThresholdResult` for the exact definitions.
     """
     cfg = cfg or AnalysisConfig()
     z = cfg.z
-    rates = _rates(classified).to_numpy()
-    known, _, is_fail = _outcome_flags(classified, cfg)
+    runs = _as_runs(classified)
+    classified = runs.df
+    rates = _rates(runs).to_numpy()
+    known, _, is_fail = _outcome_flags(runs, cfg)
     use = known & ~np.isnan(rates)
     n = int(use.sum())
     excluded = len(classified) - n
@@ -1060,12 +1277,8 @@ def warn_threshold(classified: pd.DataFrame, cfg: AnalysisConfig | None = None) 
     fail = is_fail[use]
     med = float(np.median(r))
     thr = max(cfg.warn_threshold_multiplier * med, cfg.warn_threshold_floor)
-    w_rows, _ = _explode_json(classified["whitelisted_classes"])
-    n_rows, _ = _explode_json(classified["non_whitelisted_reasons"])
-    has_w = np.zeros(len(classified), dtype=bool)
-    has_w[w_rows] = True
-    has_n = np.zeros(len(classified), dtype=bool)
-    has_n[n_rows] = True
+    has_w = _has_items(runs, "whitelisted_classes")
+    has_n = _has_items(runs, "non_whitelisted_reasons")
     fully_wl = (has_w & ~has_n)[use]
     without = _fp_block(r > thr, fail, z)
     with_ = _fp_block(np.where(fully_wl, 0.0, r) > thr, fail, z)

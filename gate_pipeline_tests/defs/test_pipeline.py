@@ -1,9 +1,13 @@
 """The whole graph materialized in-process: counts, outputs, determinism."""
 
-import pandas as pd
+import shutil
 
+import pandas as pd
+import yaml
+
+from gate_pipeline.lib import daily
 from gate_pipeline.synthetic import CorpusSpec, generate
-from gate_pipeline_tests.pipeline_helpers import SAMPLE, date_range, materialize_all, settings_for
+from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, date_range, materialize_all, settings_for
 
 
 def _metadata(result, asset):
@@ -83,3 +87,43 @@ def test_outputs_are_byte_identical_whatever_the_file_creation_order(tmp_path):
     assert names == sorted(str(p.relative_to(outputs[1])) for p in outputs[1].rglob("*") if p.is_file())
     for name in names:
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_days_spread_over_worker_processes_give_the_same_outputs(tmp_path):
+    root = tmp_path / "artifacts"
+    generate(root, CorpusSpec(runs=120, days=6, bad_fraction=0.05, duplicates=2, seed=11))
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+    pipeline["ingest"].update(workers=2, parallel_min_days=2)
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    serial = materialize_all(settings_for(root, tmp_path / "serial"), *date_range(root))
+    parallel = materialize_all(settings_for(root, tmp_path / "parallel", config), *date_range(root))
+    assert serial.success and parallel.success
+    serial_raw, parallel_raw = _metadata(serial, "raw_runs"), _metadata(parallel, "raw_runs")
+    assert (serial_raw.pop("processes"), parallel_raw.pop("processes")) == (1, 2)
+    assert serial_raw == parallel_raw
+    for asset in ("run_table", "classified_runs"):
+        assert _metadata(serial, asset) == _metadata(parallel, asset), asset
+    for folder in ("outputs", "data"):
+        a, b = tmp_path / "serial" / folder, tmp_path / "parallel" / folder
+        files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+        assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+        differing = [f for f in files if (a / f).read_bytes() != (b / f).read_bytes()]
+        assert differing == [], differing
+
+
+def test_a_failed_run_table_check_stops_classification_and_everything_downstream(tmp_path, monkeypatch):
+    real = daily.normalize_day
+    monkeypatch.setattr(
+        daily, "normalize_day", lambda raw: (real(raw)[0].assign(outcome="MAYBE"), real(raw)[1])
+    )
+    result = materialize_all(settings_for(SAMPLE, tmp_path), *date_range(SAMPLE))
+    assert not result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["run_table_schema"].passed is False
+    assert checks["run_table_schema"].metadata["failure_count"].value > 0
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"raw_runs", "run_table"} <= materialized
+    assert not materialized & {"classified_runs", "rollout_series", "gate_decision"}
+    assert not (tmp_path / "data" / "classified_runs").exists()

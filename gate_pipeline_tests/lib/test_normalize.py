@@ -154,7 +154,7 @@ def _reference_resolve(table):
     if table.empty:
         return table.reset_index(drop=True), quarantine_frame([])
     ordered = table.sort_values(["run_id", "timestamp", "run_path"], kind="stable")
-    counts = ordered.groupby("run_id", sort=False)["run_id"].transform("size").astype("int64")
+    counts = ordered.groupby("run_id", sort=False)["duplicate_count"].transform("sum").astype("int64")
     ordered = ordered.assign(duplicate_count=counts)
     keep_mask = ~ordered.duplicated("run_id", keep="last")
     kept, dropped = ordered[keep_mask], ordered[~keep_mask]
@@ -361,6 +361,8 @@ def test_normalize_day_equals_row_by_row_reference(runs):
     )
     for got, want in zip(resolve_duplicates(both), _reference_resolve(both), strict=True):
         _assert_same(got, want, parquet=False)
+    if len(table):  # each winner stands for its own copy plus the two the "-b" rows stood for
+        assert (resolve_duplicates(both)[0]["duplicate_count"] == table["duplicate_count"] + 2).all()
 
 
 def test_normalize_day_mixed_fast_and_fallback_rows_by_hand():

@@ -12,11 +12,13 @@ import jsonschema
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from gate_pipeline.lib.provenance import artifact_manifest_sha256
+from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, artifact_manifest_sha256
 from gate_pipeline.lib.reports import (
     CHART_MAX_POINTS,
+    chart_key,
     daily_unknown_rate,
     dumps_canonical,
     normalize_json,
@@ -312,3 +314,56 @@ def test_artifact_manifest_hash_by_hand_and_row_order():
     nan_rows = [*rows[:2], ("2026-03-01/r0", "g0", "d0", float("nan"))]
     nan_df = pd.DataFrame(nan_rows, columns=df.columns)
     assert artifact_manifest_sha256(nan_df) == _manifest_by_hand(nan_rows) != expected
+
+
+def test_artifact_manifest_hash_from_arrow_equals_the_frame():
+    # Tabs, newlines and control characters inside values, non-ASCII, nulls: the same lines in the same order.
+    rows = [
+        ("2026-03-02/r2", "g2", None, "m2"),
+        ("2026-03-01/r1", "g1", "d1", None),
+        ("2026-03-01/r1", "g1\t", "d1", None),
+        ("2026-03-01/r1", "g1\x01", "d\n", ""),
+        ("é/r9", "ü", "", None),
+        ("e/r9", "z", None, None),
+    ]
+    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    table = pa.Table.from_pandas(df)
+    assert artifact_manifest_sha256(table) == artifact_manifest_sha256(df) == _manifest_by_hand(rows)
+    # Several chunks, and extra columns, change nothing.
+    chunked = pa.concat_tables([table.slice(0, 2), table.slice(2)]).append_column("extra", pa.array([1] * 6))
+    assert artifact_manifest_sha256(chunked) == _manifest_by_hand(rows)
+    # An all-null column is Arrow type null; no rows hash the empty text.
+    nulls = df.assign(metrics_sha256=None)
+    assert pa.Table.from_pandas(nulls).schema.field("metrics_sha256").type == pa.null()
+    assert artifact_manifest_sha256(pa.Table.from_pandas(nulls)) == artifact_manifest_sha256(nulls)
+    assert artifact_manifest_sha256(table.slice(0, 0)) == hashlib.sha256(b"").hexdigest()
+    # A column that is not text takes the frame's path (str() of each value).
+    numbers = df.assign(metrics_sha256=range(6))
+    assert artifact_manifest_sha256(pa.Table.from_pandas(numbers)) == artifact_manifest_sha256(numbers)
+
+
+def test_chart_key_follows_everything_the_chart_draws():
+    s = _series()
+    key = chart_key(s, 0.03, 0.1)
+    assert len(key) == 64 and key == chart_key(s.copy(), 0.03, 0.1)
+    bumped = s.copy()
+    bumped.loc[2, "unknown_rate"] += 1e-12
+    flipped = s.assign(is_spike=~s["is_spike"])
+    later = s.assign(timestamp=s["timestamp"] + pd.Timedelta(seconds=1))
+    renamed = s.assign(run_id=[f"x{i}" for i in range(len(s))])
+    others = [
+        chart_key(s, 0.03, 0.2),
+        chart_key(s, 0.04, 0.1),
+        chart_key(s, None, 0.1),
+        chart_key(s, 0.03, 0.1, max_points=5),
+        chart_key(bumped, 0.03, 0.1),
+        chart_key(flipped, 0.03, 0.1),
+        chart_key(later, 0.03, 0.1),
+        chart_key(renamed, 0.03, 0.1),
+        chart_key(s.iloc[:-1], 0.03, 0.1),
+    ]
+    assert len({key, *others}) == len(others) + 1
+    # Timestamps are keyed as the chart reads them: the same instants in another zone are the same chart.
+    assert chart_key(s.assign(timestamp=s["timestamp"].dt.tz_convert("Europe/Berlin")), 0.03, 0.1) == key
+    assert chart_key(s.assign(run_id=range(len(s))), 0.03, 0.1) is None  # not text: no key, always render
+    assert chart_key(s.iloc[0:0], None, None) is not None

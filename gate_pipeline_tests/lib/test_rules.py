@@ -18,6 +18,7 @@ from gate_pipeline.lib.rules import (
     evaluate,
     load_decision_config,
     parse_decision_config,
+    used_columns,
     wilson_interval,
 )
 
@@ -697,3 +698,51 @@ def test_unsorted_input_with_timestamp_ties():
     shuffled = evaluate(runs.sample(frac=1.0, random_state=3), cfg)
     assert forward.policy_hash == "p2" and forward.n_runs == 1
     assert forward.model_dump() == backward.model_dump() == shuffled.model_dump()
+
+
+def test_evidence_lists_the_first_50_ids_and_counts_them_all():
+    cfg = load("policy_constants.yaml")
+    # run ids out of order, so the listed ones must be sorted, and more FAIL runs than are listed
+    runs = make_runs(300, outcome=lambda i: "FAIL" if i % 2 else "PASS").assign(
+        run_id=lambda df: [f"x{(7919 * i) % 300:04d}" for i in range(len(df))]
+    )
+    fail_ids = sorted(runs.loc[runs["outcome"] == "FAIL", "run_id"])
+    r = rule(evaluate(runs, cfg), "fail_rate")
+    assert r.details["evidence_runs"] == 150 and r.evidence_run_ids == fail_ids[:50]
+    # ids that are not all text are listed as str(), sorted the same way
+    numbered = runs.assign(run_id=[i if i % 3 else str(i) for i in range(300)])
+    r = rule(evaluate(numbered, cfg), "fail_rate")
+    expected = sorted(str(i) for i in range(300) if i % 2)
+    assert r.details["evidence_runs"] == 150 and r.evidence_run_ids == expected[:50]
+
+
+def test_previous_policy_is_the_one_first_seen_before_the_current():
+    cfg = load("policy_constants.yaml")
+    # p2 first seen at hour 0 (then again later), p1 at hour 1 but also tied with p3 at hour 1; p4 is current
+    runs = pd.concat(
+        [
+            make_runs(1, policy="p2"),
+            make_runs(3, policy="p3", start=T0 + pd.Timedelta(hours=1)),
+            make_runs(2, policy="p1", start=T0 + pd.Timedelta(hours=1)),
+            make_runs(2, policy="p2", start=T0 + pd.Timedelta(hours=5)),
+            make_runs(4, policy="p4", start=T0 + pd.Timedelta(hours=9)),
+        ],
+        ignore_index=True,
+    )
+    d = evaluate(runs.sample(frac=1.0, random_state=2), cfg)
+    assert (d.policy_hash, d.previous_policy_hash) == ("p4", "p3")  # p1 and p3 tie at hour 1: by hash
+
+
+def test_used_columns_name_what_the_rules_read():
+    cfg = load("policy_constants.yaml")
+    assert used_columns(cfg) == {
+        "timestamp",
+        "run_id",
+        "policy_hash",
+        "stratum",
+        "outcome",
+        "unknown_rate",
+        "overrides_count",
+    }
+    cfg = load("examples/seed004_phased_rollout.yaml")
+    assert "metrics" in used_columns(cfg)

@@ -730,3 +730,62 @@ def test_stats_scale_to_many_rows():
     assert strata.table.iloc[0]["runs"] == 300_000  # pinned: rows 0, 2, 3 of each block
     assert risk.whitelist_comparison["runs_both"] == 100_000
     assert elapsed < 30, elapsed
+
+
+# ------------------------------------------------------------------------------- bit-identical to pandas
+rate_values = st.one_of(st.none(), st.floats(-1, 1), st.sampled_from([0.0, -0.0, 0.25, 1 / 3, 1.0]))
+
+
+def _same_float(got, want) -> bool:
+    return np.float64(got).tobytes() == np.float64(want).tobytes()  # also tells 0.0 from -0.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), rate_values), max_size=80))
+def test_unknown_rate_summary_equals_pandas_groupby_bit_for_bit(pairs):
+    df = pd.DataFrame(
+        {
+            "policy_hash": pd.Series([p for p, _ in pairs], dtype=object),
+            "unknown_rate": pd.Series([r for _, r in pairs], dtype=float),
+            "stratum": "pinned",
+        }
+    )
+    table = S.unknown_rate_summary(df)
+    labels = df["policy_hash"].where(df["policy_hash"].notna(), "(null)").to_numpy()
+    g = df["unknown_rate"].groupby(labels)
+    reference = {
+        "min": g.min(),
+        "median": g.median(),
+        "p95": g.quantile(0.95),
+        "max": g.max(),
+        "mean": g.mean(),
+    }
+    for row in table[table["group_by"] == "policy_hash"].to_dict(orient="records"):
+        for stat, values in reference.items():
+            if row["n"] == 0:
+                assert row[stat] is None
+            else:
+                assert _same_float(row[stat], values[row["group"]]), (stat, row)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["pinned", "unpinned"]), rate_values, st.one_of(st.none(), st.integers(0, 9))
+        ),
+        max_size=80,
+    )
+)
+def test_stratum_means_equal_pandas_per_group_bit_for_bit(rows):
+    c = classified([{"stratum": s, "unknown_rate": r, "overrides_count": o} for s, r, o in rows])
+    table = S.stratum_metrics(c).table
+    rate = pd.to_numeric(c["unknown_rate"], errors="coerce").astype(float)
+    overrides = pd.to_numeric(c["overrides_count"], errors="coerce").astype(float)
+    for row in table[table["scope"] == "stratum"].to_dict(orient="records"):
+        mask = (c["stratum"] == row["stratum"]).to_numpy()
+        group_rate, group_ov = rate[mask], overrides[mask].dropna()
+        if group_rate.notna().any():
+            assert _same_float(row["unknown_rate_mean"], group_rate.mean())
+        if len(group_ov):
+            assert _same_float(row["overrides_per_run"], group_ov.mean())

@@ -1,0 +1,216 @@
+"""The per-day layers in one pass: artifacts → raw_runs + quarantined_files → run_table → classified_runs.
+
+Pure logic (no Dagster). The `daily_tables` asset hands `process_days` the days of a run and which layers
+are selected; each chunk of consecutive days is read, normalized, validated and classified in memory and
+written through the `Store`, so no layer re-reads what the previous one just wrote. Chunks run in worker
+processes when a run covers enough days (a cold build); a new day or a whitelist backfill stays in-process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from gate_pipeline.lib import ingest
+from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS, classify_runs
+from gate_pipeline.lib.normalize import normalize_day
+from gate_pipeline.lib.storage import Store, parquet_bytes, sha256_bytes
+from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns, RunTable
+from gate_pipeline.lib.whitelist import Whitelist
+
+# Folders of the data store, one file per day each.
+RAW_RUNS = "raw_runs"
+QUARANTINED_FILES = "quarantined_files"
+RUN_TABLE = "run_table"
+RUN_TABLE_DUPLICATES = "run_table_duplicates"
+CLASSIFIED_RUNS = "classified_runs"
+INGEST_COUNTS = "ingest_counts"
+TABLE_COUNTS = "table_counts"
+CLASSIFIED_VERSIONS = "classified_runs_versions"  # <day>.sha256 of each classified_runs file
+
+
+def day_file(day: str) -> str:
+    return f"{day}.parquet"
+
+
+@dataclass(frozen=True)
+class DailyJob:
+    """What a chunk needs, picklable for worker processes: store locations, limits and selected layers."""
+
+    artifacts_url: str
+    data_url: str
+    storage_options: Mapping[str, Any]
+    limits: ingest.IngestLimits
+    ingest: bool
+    table: bool
+    whitelist: Whitelist | None  # classification is selected when set
+
+
+@dataclass
+class DayResult:
+    day: str
+    ingest_counts: dict[str, int] | None = None
+    quarantine: pd.DataFrame | None = None
+    manifest: list[str] = field(default_factory=list)  # "path\tsize\tsha256", sorted
+    table_counts: dict[str, int] | None = None
+    field_issue_runs: int = 0
+    classified_rows: int | None = None  # None: not classified (no run table, or its batch failed)
+    whitelisted_runs: int = 0
+    non_whitelisted_runs: int = 0
+    missing_input: str | None = None  # the stored table a selected layer needed and did not find
+
+
+@dataclass
+class ChunkResult:
+    days: list[DayResult]
+    table_failures: list[dict]
+    classified_failures: list[dict]
+    files_read: int
+
+
+def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
+    """Every selected layer for consecutive days, with one pandera call for the whole chunk.
+
+    A day's classified_runs is written only when the chunk's tables validated, so a blocking run_table
+    failure never lets a classification through.
+    """
+    reads_before = ingest.files_read()
+    artifacts = Store.at(job.artifacts_url, job.storage_options)
+    data = Store.at(job.data_url, job.storage_options)
+    results = [DayResult(day) for day in days]
+    tables: dict[str, pd.DataFrame] = {}
+    # Validated here only when nothing is classified; otherwise the ClassifiedRuns call below covers it.
+    table_validator = BatchValidator(RunTable, batch_rows=10**9)
+    for result in results:
+        day = result.day
+        raw = None
+        if job.ingest:
+            scan = ingest.scan_day(artifacts, day, job.limits)
+            raw = scan.raw_runs
+            data.write_parquet(raw, RAW_RUNS, day_file(day))
+            data.write_parquet(scan.quarantine, QUARANTINED_FILES, day_file(day))
+            data.write_bytes(_json(scan.counts), INGEST_COUNTS, f"{day}.json")
+            result.ingest_counts, result.quarantine = scan.counts, scan.quarantine
+            result.manifest = [f"{path}\t{size}\t{digest}" for path, size, digest in scan.manifest]
+        if job.table:
+            if raw is None:
+                if not data.exists(RAW_RUNS, day_file(day)):
+                    result.missing_input = RAW_RUNS
+                    continue
+                raw = data.read_parquet(RAW_RUNS, day_file(day))
+            table, duplicates = normalize_day(raw)
+            if job.whitelist is None:
+                table_validator.add(day, table)
+            data.write_parquet(table, RUN_TABLE, day_file(day))
+            data.write_parquet(duplicates, RUN_TABLE_DUPLICATES, day_file(day))
+            result.table_counts = {
+                "runs_in": len(raw),
+                "runs_accepted": len(table),
+                "duplicates_quarantined": len(duplicates),
+            }
+            data.write_bytes(_json(result.table_counts), TABLE_COUNTS, f"{day}.json")
+            result.field_issue_runs = int((table["field_issues"] != "[]").sum())
+            tables[day] = table
+    if job.whitelist is None:
+        return ChunkResult(results, table_validator.flush(), [], ingest.files_read() - reads_before)
+    if job.table:
+        # ClassifiedRuns is RunTable plus the class columns: one pandera call checks both tables; a failure
+        # in a run_table column is the run_table check's, and then nothing is classified.
+        classified = {day: classify_runs(table, job.whitelist) for day, table in tables.items()}
+        table_failures, classified_failures = _split_failures(_validate(classified))
+        if table_failures:
+            classified = {}
+    else:
+        classified = _classify_stored(job.whitelist, data, results)
+        table_failures, classified_failures = [], _validate(classified)
+    if not classified_failures:
+        _write_classified(data, results, classified)
+    return ChunkResult(results, table_failures, classified_failures, ingest.files_read() - reads_before)
+
+
+def _validate(classified: dict[str, pd.DataFrame]) -> list[dict]:
+    validator = BatchValidator(ClassifiedRuns, batch_rows=10**9)
+    for day, frame in classified.items():
+        validator.add(day, frame)
+    return validator.flush()
+
+
+def _split_failures(failures: list[dict]) -> tuple[list[dict], list[dict]]:
+    classified_only = [f for f in failures if f.get("column") in CLASSIFIED_COLUMNS]
+    return [f for f in failures if f.get("column") not in CLASSIFIED_COLUMNS], classified_only
+
+
+def _classify_stored(whitelist: Whitelist, data: Store, results: list[DayResult]) -> dict[str, pd.DataFrame]:
+    classified = {}
+    for result in results:
+        if not data.exists(RUN_TABLE, day_file(result.day)):
+            # A day without artifacts has no run table: nothing to classify (a UI "all partitions"
+            # backfill selects such days too). Reported per day, never silently.
+            result.missing_input = RUN_TABLE
+            continue
+        classified[result.day] = classify_runs(data.read_parquet(RUN_TABLE, day_file(result.day)), whitelist)
+    return classified
+
+
+def _write_classified(data: Store, results: list[DayResult], classified: dict[str, pd.DataFrame]) -> None:
+    for result in results:
+        frame = classified.get(result.day)
+        if frame is None:
+            continue
+        payload = parquet_bytes(frame)
+        data.write_bytes(payload, CLASSIFIED_RUNS, day_file(result.day))
+        # A digest per day lets rollout_series re-read only the days that changed.
+        data.write_bytes(sha256_bytes(payload).encode(), CLASSIFIED_VERSIONS, f"{result.day}.sha256")
+        result.classified_rows = len(frame)
+        result.whitelisted_runs = int((frame["whitelisted_classes"] != "[]").sum())
+        result.non_whitelisted_runs = int((frame["non_whitelisted_reasons"] != "[]").sum())
+
+
+def _json(value: dict) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def resolve_workers(configured: int) -> int:
+    """`ingest.workers` 0 means one per CPU this process may use."""
+    if configured > 0:
+        return configured
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def chunk_days(days: list[str], workers: int) -> list[list[str]]:
+    """Consecutive runs of days: two chunks per worker balance the load while keeping pandera calls few."""
+    parts = max(1, min(len(days), workers * 2 if workers > 1 else 1))
+    size, extra = divmod(len(days), parts)
+    chunks, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(days[start:end])
+        start = end
+    return [c for c in chunks if c]
+
+
+def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[ChunkResult]:
+    """Chunk results in day order. Worker processes (forkserver: no inherited threads or locks) when
+    `workers` > 1; their artifact reads are added to this process's counter."""
+    chunks = chunk_days(days, workers)
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield process_chunk(job, chunk)
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+        for result in pool.map(process_chunk, repeat(job), chunks):
+            ingest.count_files_read(result.files_read)
+            yield result

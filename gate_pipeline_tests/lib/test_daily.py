@@ -1,0 +1,113 @@
+"""The per-day pass: layers selected alone or together, worker processes, blocking validation."""
+
+import pandas as pd
+import pytest
+
+from gate_pipeline.lib import daily, ingest
+from gate_pipeline.lib.ingest import IngestLimits
+from gate_pipeline.lib.whitelist import load_whitelist
+from gate_pipeline.synthetic import CorpusSpec, generate
+from gate_pipeline_tests.pipeline_helpers import CONFIG
+
+DAYS = [f"2026-03-0{d}" for d in range(1, 7)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("daily") / "artifacts"
+    generate(root, CorpusSpec(runs=90, days=6, bad_fraction=0.05, duplicates=2, seed=5))
+    return root
+
+
+def _whitelist():
+    raw = (CONFIG / "unknown_whitelist.json").read_bytes()
+    return load_whitelist(raw, "unknown_whitelist.json")
+
+
+def _job(artifacts, data, *, ingest_=True, table=True, classify=True):
+    return daily.DailyJob(
+        artifacts_url=str(artifacts),
+        data_url=str(data),
+        storage_options={},
+        limits=IngestLimits(),
+        ingest=ingest_,
+        table=table,
+        whitelist=_whitelist() if classify else None,
+    )
+
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("days", "workers", "expected"), [(7, 1, [7]), (7, 2, [2, 2, 2, 1]), (3, 4, [1, 1, 1])]
+)
+def test_chunks_are_consecutive_and_cover_every_day(days, workers, expected):
+    names = [f"d{i}" for i in range(days)]
+    chunks = daily.chunk_days(names, workers)
+    assert [len(c) for c in chunks] == expected
+    assert [d for c in chunks for d in c] == names
+
+
+def test_worker_processes_write_the_same_bytes_and_count_their_reads(corpus, tmp_path):
+    before = ingest.files_read()
+    serial = list(daily.process_days(_job(corpus, tmp_path / "serial"), DAYS, workers=1))
+    serial_reads = ingest.files_read() - before
+    parallel = list(daily.process_days(_job(corpus, tmp_path / "parallel"), DAYS, workers=2))
+    assert len(parallel) == 4  # two chunks per worker
+    artifact_files = sum(1 for p in corpus.rglob("*.json"))
+    # Every artifact file is read once (the oversized ones are quarantined unread); the workers' reads count here.
+    assert 0 < serial_reads <= artifact_files
+    assert ingest.files_read() - before == 2 * serial_reads
+    assert _files(tmp_path / "serial") == _files(tmp_path / "parallel")
+    assert [d.day for c in parallel for d in c.days] == DAYS
+    flat = [d for c in serial for d in c.days]
+    assert [d.ingest_counts for d in flat] == [d.ingest_counts for c in parallel for d in c.days]
+    assert all(d.classified_rows == d.table_counts["runs_accepted"] for d in flat)
+    stored = pd.read_parquet(tmp_path / "serial" / "classified_runs" / f"{DAYS[0]}.parquet")
+    assert len(stored) == flat[0].classified_rows and "unknown_classes" in stored
+
+
+def test_classification_alone_reads_stored_tables_and_no_artifact(corpus, tmp_path):
+    list(daily.process_days(_job(corpus, tmp_path, classify=False), DAYS[:3], workers=1))
+    assert not (tmp_path / "classified_runs").exists()
+    before = ingest.files_read()
+    (result,) = daily.process_days(
+        _job(corpus, tmp_path, ingest_=False, table=False), [*DAYS[:3], "2026-02-27"], workers=1
+    )
+    assert ingest.files_read() == before
+    assert [d.classified_rows is not None for d in result.days] == [True, True, True, False]
+    assert result.days[-1].missing_input == "run_table"  # a day without artifacts: counted, not an error
+    assert sorted(p.name for p in (tmp_path / "classified_runs_versions").iterdir()) == [
+        f"{d}.sha256" for d in DAYS[:3]
+    ]
+
+
+def test_an_invalid_run_table_blocks_classification(corpus, tmp_path, monkeypatch):
+    real = daily.normalize_day
+
+    def broken(raw):
+        table, duplicates = real(raw)
+        return table.assign(outcome="MAYBE"), duplicates
+
+    monkeypatch.setattr(daily, "normalize_day", broken)
+    (result,) = daily.process_days(_job(corpus, tmp_path), DAYS[:2], workers=1)
+    assert result.table_failures and {f["column"] for f in result.table_failures} == {"outcome"}
+    assert {f["day"] for f in result.table_failures} == set(DAYS[:2])
+    assert result.classified_failures == []
+    assert all(d.classified_rows is None for d in result.days)
+    assert not (tmp_path / "classified_runs").exists()
+
+
+def test_an_invalid_classification_is_not_written_but_the_run_tables_are(corpus, tmp_path, monkeypatch):
+    real = daily.classify_runs
+    monkeypatch.setattr(
+        daily, "classify_runs", lambda table, wl: real(table, wl).assign(whitelist_sha256="x")
+    )
+    (result,) = daily.process_days(_job(corpus, tmp_path), DAYS[:2], workers=1)
+    assert result.table_failures == []
+    assert {f["column"] for f in result.classified_failures} == {"whitelist_sha256"}
+    assert all(d.classified_rows is None for d in result.days)
+    assert sorted(p.name for p in (tmp_path / "run_table").iterdir()) == [f"{d}.parquet" for d in DAYS[:2]]
+    assert not (tmp_path / "classified_runs").exists()
