@@ -83,5 +83,6 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(include_sources=True),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    use_user_code_server=True,  # rollout_series follows its parent through a Python condition (defs/automation.py)
     description="Declarative automation: keeps the decision fresh after sensor-triggered days; observes config.",
 )

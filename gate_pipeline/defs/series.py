@@ -4,6 +4,7 @@ import dagster as dg
 import orjson
 
 from gate_pipeline.defs.analysis import HISTORY_FILE, VERSIONS_FOLDER
+from gate_pipeline.defs.automation import SEEN_EVENT_ID, follows_parent, latest_event_id
 from gate_pipeline.defs.metadata import OWNERS, column_schema
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import series as series_lib
@@ -34,11 +35,13 @@ def classified_versions(storage: GateStorage) -> dict[str, str]:
     owners=OWNERS,
     kinds={"pandas", "csv", "parquet"},
     metadata=column_schema(RolloutSeries),
-    # eager() waits until no parent partition is missing, which never happens for daily parents (days
-    # without artifacts stay missing), so that clause is dropped: a new day updates the series.
-    automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()),
+    # Not eager(): it waits for every daily parent partition (days without artifacts stay missing) and
+    # loses days that land while the series runs (defs/automation.py).
+    automation_condition=follows_parent(SOURCE_TABLE),
 )
-def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
+def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> dg.MaterializeResult:
+    # Taken before the inputs are read: every day classified up to this event is in them.
+    seen = latest_event_id(context.instance, dg.AssetKey(SOURCE_TABLE))
     data = storage.data()
     versions = classified_versions(storage)
     try:
@@ -67,6 +70,7 @@ def rollout_series(storage: GateStorage) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": built.rows,
+            **({SEEN_EVENT_ID: seen} if seen is not None else {}),
             "days": len(versions),
             "days_read": len(built.days_built),
             "series_cache": built.cache,

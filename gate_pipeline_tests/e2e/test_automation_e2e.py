@@ -416,22 +416,6 @@ def sensor_run_for(services: DagsterServices, day: str, after_ts: float) -> dict
     return {**found, **run_info(services, found["runId"])}
 
 
-def automation_tick_after(services: DagsterServices, after_ts: float) -> None:
-    """Wait for a finished ``automation_sensor`` tick that started after ``after_ts``.
-
-    Declarative automation resolves "which came first" only to one tick (dagster#24650): a parent update
-    landing in the same tick as the child's own materialization from another run counts as handled. The
-    initial run materializes ``rollout_series``; the test lets automation see that before it drops files."""
-
-    def probe():
-        return any(
-            tick["timestamp"] > after_ts and tick["status"] in ("SUCCESS", "SKIPPED")
-            for tick in services.sensor_state(AUTOMATION_SENSOR)["ticks"]
-        )
-
-    wait_until(services, f"an {AUTOMATION_SENSOR} tick after the initial materialization", probe, poll=1.0)
-
-
 # ----------------------------------------------------------------------------------------------- local
 
 
@@ -461,8 +445,6 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
 
         decision_before = materializations(services, "gate_decision", limit=1)[0]
         assert decision_before["runId"] == running.initial_run_id
-
-        automation_tick_after(services, run_info(services, running.initial_run_id)["endTime"])
 
         # -- the sensor sees today's new folder and launches the per-day chain for it
         t_on = time.time()

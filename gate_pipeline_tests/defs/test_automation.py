@@ -1,0 +1,60 @@
+"""rollout_series follows classified_runs by event ids, also when a day lands in the tick the series finishes."""
+
+import shutil
+
+import dagster as dg
+
+from gate_pipeline.definitions import build_definitions
+from gate_pipeline.defs.automation import SEEN_EVENT_ID, latest_event_id, seen_event_id
+from gate_pipeline.defs.sensors import INGEST_CHAIN
+from gate_pipeline.synthetic import CorpusSpec, generate
+from gate_pipeline_tests.pipeline_helpers import date_range, materialize_all, settings_for
+
+SERIES = dg.AssetKey("rollout_series")
+CLASSIFIED = dg.AssetKey("classified_runs")
+
+
+def _run(defs: dg.Definitions, instance, selection, partition_key=None) -> None:
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, asset_selection=selection, partition_key=partition_key, raise_on_error=False
+    )
+    assert result.success
+
+
+def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_path):
+    corpus = tmp_path / "corpus"
+    generate(corpus, CorpusSpec(runs=40, days=4, seed=11))
+    *old_days, new_day = sorted(p.name for p in corpus.iterdir())
+    artifacts = tmp_path / "artifacts"
+    for day in old_days:
+        shutil.copytree(corpus / day, artifacts / day)
+    settings = settings_for(artifacts, tmp_path)
+    defs = build_definitions(settings)
+
+    with dg.instance_for_test() as instance:
+        assert materialize_all(settings, *date_range(artifacts), instance=instance).success
+        # The cold build's series saw every classified day it read.
+        assert seen_event_id(instance, SERIES) == latest_event_id(instance, CLASSIFIED)
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.get_num_requested(SERIES) == 0
+
+        # Within one tick: the series is re-materialized by another run, then a new day is classified.
+        # eager() counts the day as handled by the series update; the event ids say it is not in it.
+        _run(defs, instance, [SERIES])
+        seen = seen_event_id(instance, SERIES)
+        shutil.copytree(corpus / new_day, artifacts / new_day)
+        _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
+        assert latest_event_id(instance, CLASSIFIED) > seen
+        second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert second.get_num_requested(SERIES) == 1
+        # Statistics and the decision follow the series in the same request.
+        assert second.get_num_requested(dg.AssetKey("gate_decision")) == 1
+
+        # Once the series has read the new day, nothing is asked again.
+        _run(defs, instance, [SERIES])
+        materialization = instance.get_latest_materialization_event(SERIES).asset_materialization
+        assert materialization.metadata[SEEN_EVENT_ID].value == latest_event_id(instance, CLASSIFIED)
+        assert materialization.metadata["days"].value == len(old_days) + 1
+        third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+        assert third.get_num_requested(SERIES) == 0
