@@ -52,9 +52,11 @@ class ParentNewerThanSeen(dg.AutomationCondition):
 
 
 def follows_parent(parent: str) -> dg.AutomationCondition:
-    """Request the target when ``parent`` is newer than what it read, once nothing upstream or itself runs."""
+    """Request the target when ``parent`` is newer than what it read, once nothing upstream or itself runs.
+    After a failed run it waits for the next parent update instead of retrying every tick."""
     return (
         ParentNewerThanSeen(parent)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
+        & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
     ).with_label(f"follows {parent}")

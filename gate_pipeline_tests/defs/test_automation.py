@@ -58,3 +58,40 @@ def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_
         assert materialization.metadata["days"].value == len(old_days) + 1
         third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
         assert third.get_num_requested(SERIES) == 0
+
+
+def test_failed_series_waits_for_the_next_classified_update_instead_of_retrying(tmp_path):
+    corpus = tmp_path / "corpus"
+    generate(corpus, CorpusSpec(runs=30, days=3, seed=12))
+    *old_days, new_day = sorted(p.name for p in corpus.iterdir())
+    artifacts = tmp_path / "artifacts"
+    for day in old_days:
+        shutil.copytree(corpus / day, artifacts / day)
+    settings = settings_for(artifacts, tmp_path)
+    defs = build_definitions(settings)
+
+    with dg.instance_for_test() as instance:
+        assert materialize_all(settings, *date_range(artifacts), instance=instance).success
+        shutil.copytree(corpus / new_day, artifacts / new_day)
+        _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
+        requested = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert requested.get_num_requested(SERIES) == 1
+
+        # The requested series run fails: the new day's stored table is unreadable.
+        stored = tmp_path / "data" / "classified_runs" / f"{new_day}.parquet"
+        good = stored.read_bytes()
+        stored.write_bytes(b"not parquet")
+        failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[SERIES], raise_on_error=False
+        )
+        assert not failed.success
+        after_failure = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=requested.cursor
+        )
+        assert after_failure.get_num_requested(SERIES) == 0  # no retry loop every tick
+
+        # The day is classified again (here: the file restored and the day re-run): the series follows.
+        stored.write_bytes(good)
+        _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
+        again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_failure.cursor)
+        assert again.get_num_requested(SERIES) == 1
