@@ -4,7 +4,6 @@ import base64
 
 import dagster as dg
 import orjson
-import pandas as pd
 import pyarrow.compute as pc
 
 from gate_pipeline.defs.analysis import (
@@ -18,7 +17,7 @@ from gate_pipeline.defs.metadata import OWNERS, readable
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import analysis, reports, rules
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
-from gate_pipeline.lib.storage import Store, sha256_bytes
+from gate_pipeline.lib.storage import sha256_bytes
 
 SCHEMA_VERSION = "1"
 STATISTICS_DEPS = [key for a in statistics_assets for key in a.keys]
@@ -176,7 +175,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 metadata=_rule_evidence(result),
             )
 
-        chart, reused = chart_png(data, *chart_inputs(history, statistics))
+        chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics))
         if reused:
             context.log.info("chart inputs unchanged: rollout_chart.png reused without rendering")
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")
@@ -199,39 +198,9 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
     return [decision_outputs]
 
 
-#: Data-store file holding the last chart: "<chart key> <png sha256>\n" + PNG bytes.
-CHART_CACHE = "rollout_chart_cache.bin"
 CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
 
 
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
     """History columns the decision step needs as a frame: what the rules read, plus the chart's columns."""
     return rules.used_columns(cfg) | CHART_COLUMNS
-
-
-def chart_png(
-    data: Store, series: pd.DataFrame, median: float | None, threshold: float | None
-) -> tuple[bytes, bool]:
-    """The chart PNG and whether it was reused: rendering (and importing matplotlib) only when what it
-    draws changed since the stored chart (same key, same bytes; e.g. a whitelist backfill or a decision
-    config edit). A cache entry whose PNG does not match its recorded hash is ignored."""
-    key = reports.chart_key(series, median, threshold)
-    if key is not None and data.exists(CHART_CACHE):
-        head, _, png = data.read_bytes(CHART_CACHE).partition(b"\n")
-        if head == f"{key} {sha256_bytes(png)}".encode():
-            return png, True
-    png = reports.render_chart(series, median, threshold)
-    if key is not None:
-        data.write_bytes(f"{key} {sha256_bytes(png)}\n".encode() + png, CHART_CACHE)
-    return png, False
-
-
-def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:
-    """The series with spikes marked, the overall median and the recommended WARN threshold."""
-    # Every run above the spike bound (the statistics document lists only the highest spikes).
-    bound = statistics.get("spikes", {}).get("bound")
-    is_spike = history["unknown_rate"].gt(bound).fillna(False) if bound is not None else False
-    series = history[["timestamp", "run_id", "unknown_rate"]].assign(is_spike=is_spike)
-    threshold = statistics.get("warn_threshold", {}).get("threshold")
-    median = statistics.get("warn_threshold", {}).get("median")
-    return series, median, threshold

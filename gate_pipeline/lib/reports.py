@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from gate_pipeline.lib.rules import Decision, RuleResult
+from gate_pipeline.lib.storage import Store, sha256_bytes
 
 PROVENANCE_KEYS: tuple[str, ...] = (
     "artifact_manifest_sha256",
@@ -557,3 +558,35 @@ __all__ = [
     "render_report_md",
     "rollout_metrics_document",
 ]
+
+
+#: Data-store file holding the last chart: "<chart key> <png sha256>\n" + PNG bytes.
+CHART_CACHE = "rollout_chart_cache.bin"
+
+
+def chart_png(
+    data: Store, series: pd.DataFrame, median: float | None, threshold: float | None
+) -> tuple[bytes, bool]:
+    """The chart PNG and whether it was reused: rendering (and importing matplotlib) only when what it
+    draws changed since the stored chart (same key, same bytes; e.g. a whitelist backfill or a decision
+    config edit). A cache entry whose PNG does not match its recorded hash is ignored."""
+    key = chart_key(series, median, threshold)
+    if key is not None and data.exists(CHART_CACHE):
+        head, _, png = data.read_bytes(CHART_CACHE).partition(b"\n")
+        if head == f"{key} {sha256_bytes(png)}".encode():
+            return png, True
+    png = render_chart(series, median, threshold)
+    if key is not None:
+        data.write_bytes(f"{key} {sha256_bytes(png)}\n".encode() + png, CHART_CACHE)
+    return png, False
+
+
+def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:
+    """The series with spikes marked, the overall median and the recommended WARN threshold."""
+    # Every run above the spike bound (the statistics document lists only the highest spikes).
+    bound = statistics.get("spikes", {}).get("bound")
+    is_spike = history["unknown_rate"].gt(bound).fillna(False) if bound is not None else False
+    series = history[["timestamp", "run_id", "unknown_rate"]].assign(is_spike=is_spike)
+    threshold = statistics.get("warn_threshold", {}).get("threshold")
+    median = statistics.get("warn_threshold", {}).get("median")
+    return series, median, threshold

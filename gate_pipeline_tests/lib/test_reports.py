@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from gate_pipeline.lib import reports
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, artifact_manifest_sha256
 from gate_pipeline.lib.reports import (
     CHART_MAX_POINTS,
@@ -28,6 +29,7 @@ from gate_pipeline.lib.reports import (
     rollout_metrics_document,
 )
 from gate_pipeline.lib.rules import Decision, RuleResult, StratumResult, evaluate, load_decision_config
+from gate_pipeline.lib.storage import Store
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "gate_pipeline/schemas/rollout_metrics.schema.json").read_text())
@@ -367,3 +369,53 @@ def test_chart_key_follows_everything_the_chart_draws():
     assert chart_key(s.assign(timestamp=s["timestamp"].dt.tz_convert("Europe/Berlin")), 0.03, 0.1) == key
     assert chart_key(s.assign(run_id=range(len(s))), 0.03, 0.1) is None  # not text: no key, always render
     assert chart_key(s.iloc[0:0], None, None) is not None
+
+
+def _plain_series(n: int = 12) -> pd.DataFrame:
+    """A small run series without gaps (the chart cache key needs text run ids)."""
+    return pd.DataFrame(
+        {
+            "timestamp": [T0 + pd.Timedelta(hours=i) for i in range(n)],
+            "run_id": [f"r{i:02d}" for i in range(n)],
+            "unknown_rate": [0.5 if i in (3, 8) else 0.02 * (i % 4) for i in range(n)],
+            "is_spike": [i in (3, 8) for i in range(n)],
+        }
+    )
+
+
+def test_chart_is_reused_while_its_inputs_are_unchanged(tmp_path, monkeypatch):
+    data = Store.at(tmp_path)
+    series = _plain_series()
+    png, reused = reports.chart_png(data, series, 0.03, 0.1)
+    assert not reused and png == reports.render_chart(series, 0.03, 0.1)
+
+    renders = []
+    real_render = reports.render_chart
+
+    def counting_render(*args, **kwargs):
+        renders.append(args[1:])
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "render_chart", counting_render)
+    again, reused = reports.chart_png(data, series.copy(), 0.03, 0.1)
+    assert reused and again == png and renders == []
+
+    # Another threshold line is another chart: rendered, and it replaces the stored one.
+    other, reused = reports.chart_png(data, series, 0.03, 0.2)
+    assert not reused and other != png and renders == [(0.03, 0.2)]
+    assert reports.chart_png(data, series, 0.03, 0.2) == (other, True)
+
+    # A damaged cache entry is ignored and rewritten.
+    blob = data.read_bytes(reports.CHART_CACHE)
+    data.write_bytes(blob[:-10], reports.CHART_CACHE)
+    assert reports.chart_png(data, series, 0.03, 0.2) == (other, False)
+    assert reports.chart_png(data, series, 0.03, 0.2) == (other, True)
+
+
+def test_chart_without_a_key_is_always_rendered(tmp_path):
+    data = Store.at(tmp_path)
+    series = _plain_series().assign(run_id=range(12))  # not text: no cache key
+    first = reports.chart_png(data, series, 0.03, 0.1)
+    assert first == (reports.render_chart(series, 0.03, 0.1), False)
+    assert reports.chart_png(data, series, 0.03, 0.1) == first
+    assert not data.exists(reports.CHART_CACHE)
