@@ -7,7 +7,8 @@
   per-day chain for today, automation re-materializes ``rollout_series`` … ``gate_decision`` without a
   manual launch and the decision counts the new runs; then a whitelist edit + a partition backfill of
   ``classified_runs`` re-classifies history and automation publishes the new series.
-* S3 root (moto server on loopback): the same sensor flow over ``s3://bucket/ci``.
+* S3 root (moto server on loopback): the same sensor flow over ``s3://bucket/ci``, and automation publishes
+  the series and a decision that counts the new runs.
 
 Before the sensor is turned on, its cursor is set (GraphQL ``setSensorCursor``) to what the initial
 materialization already ingested: with an empty cursor the first tick requests every date folder once
@@ -416,6 +417,48 @@ def sensor_run_for(services: DagsterServices, day: str, after_ts: float) -> dict
     return {**found, **run_info(services, found["runId"])}
 
 
+def new_series_rows(day: str, prefix: str, count: int) -> list[dict[str, str]]:
+    """The series keys of the runs ``new_run_files`` writes (what the decision must count)."""
+    return [
+        {"run_id": f"{prefix}{i:04d}", "timestamp": f"{day}T00:00:{i:02d}Z", "policy_hash": NEW_POLICY}
+        for i in range(count)
+    ]
+
+
+def automated_decision(
+    services: DagsterServices,
+    sensor_run: dict[str, Any],
+    outputs: Path,
+    before_rows: list[dict[str, str]],
+    new_rows: list[dict[str, str]],
+) -> list[dict[str, str]]:
+    """Wait until automation (nobody launches anything) re-materializes gate_decision after ``sensor_run``;
+    assert it counts the new runs and the published series holds them. Returns the new series rows."""
+    expected_policy, expected_runs = expected_decision_runs(before_rows + new_rows)
+    t_auto = time.monotonic()
+
+    def decision_after_sensor_run():
+        latest = materializations(services, "gate_decision", limit=1)[0]
+        return latest if latest["timestamp_ms"] / 1000 > sensor_run["endTime"] else None
+
+    decision = wait_until(services, "gate_decision re-materialized by automation", decision_after_sensor_run)
+    launched_by = run_info(services, decision["runId"])["tags"]
+    print(f"automation decision {time.monotonic() - t_auto:.0f}s after the sensor run; tags {launched_by}")
+    assert launched_by.get("dagster/sensor_name") == AUTOMATION_SENSOR, launched_by
+    assert launched_by.get("dagster/from_automation_condition") == "true", launched_by
+    assert decision["metadata"]["policy_hash"] == expected_policy
+    assert decision["metadata"]["runs"] == expected_runs
+    series = materializations(services, "rollout_series", limit=1)[0]
+    assert series["metadata"]["dagster/row_count"] == len(before_rows) + len(new_rows)
+    after_rows = read_series(outputs)
+    assert len(after_rows) == len(before_rows) + len(new_rows)
+    day = new_rows[0]["timestamp"][:10]  # the new runs are exactly the rows of their day
+    assert sorted(r["run_id"] for r in after_rows if r["date"] == day) == sorted(
+        r["run_id"] for r in new_rows
+    )
+    return after_rows
+
+
 # ----------------------------------------------------------------------------------------------- local
 
 
@@ -431,14 +474,7 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
         n_new = 5
         new_files = new_run_files(today, "e2e-local-", n_new, [EDITED_REASON])
         # The decision the new runs must produce, computed from the published sample series + the new runs.
-        new_rows = [
-            {
-                "run_id": f"e2e-local-{i:04d}",
-                "timestamp": f"{today}T00:00:{i:02d}Z",
-                "policy_hash": NEW_POLICY,
-            }
-            for i in range(n_new)
-        ]
+        new_rows = new_series_rows(today, "e2e-local-", n_new)
         expected_policy, expected_runs = expected_decision_runs(before_rows + new_rows)
         assert expected_policy == NEW_POLICY
         assert expected_runs == sum(r["policy_hash"] == NEW_POLICY for r in before_rows) + n_new
@@ -467,30 +503,7 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
         assert table["metadata"]["runs_accepted"] == n_new
 
         # -- declarative automation: series → statistics → decision, nobody launches anything
-        t_auto = time.monotonic()
-
-        def decision_after_sensor_run():
-            latest = materializations(services, "gate_decision", limit=1)[0]
-            return latest if latest["timestamp_ms"] / 1000 > run["endTime"] else None
-
-        decision = wait_until(
-            services, "gate_decision re-materialized by automation", decision_after_sensor_run
-        )
-        launched_by = run_info(services, decision["runId"])["tags"]
-        print(
-            f"automation decision {time.monotonic() - t_auto:.0f}s after the sensor run; tags {launched_by}"
-        )
-        assert launched_by.get("dagster/sensor_name") == AUTOMATION_SENSOR, launched_by
-        assert launched_by.get("dagster/from_automation_condition") == "true", launched_by
-        assert decision["metadata"]["policy_hash"] == expected_policy
-        assert decision["metadata"]["runs"] == expected_runs
-        series = materializations(services, "rollout_series", limit=1)[0]
-        assert series["metadata"]["dagster/row_count"] == len(before_rows) + n_new
-        after_rows = read_series(outputs)
-        assert len(after_rows) == len(before_rows) + n_new
-        assert sorted(r["run_id"] for r in after_rows if r["date"] == today) == sorted(
-            r["run_id"] for r in new_rows
-        )
+        after_rows = automated_decision(services, run, outputs, before_rows, new_rows)
 
         # -- whitelist edit + one backfill of classified_runs over every materialized day
         assert any(f"non_whitelisted:{EDITED_REASON}" in r["unknown_classes"] for r in after_rows)
@@ -585,6 +598,7 @@ def test_s3_sensor_launches_today(tmp_path: Path, s3_bucket) -> None:
         assert raw["runId"] == running.initial_run_id
         assert raw["metadata"]["runs_discovered"] > 0
 
+        before_rows = read_series(running.outputs)
         root = UPath(artifacts_url, **s3_bucket.storage_options)
         t_on = time.time()
         turn_on_artifact_sensor(services, cursor_for_ingested_history(root, today))
@@ -610,4 +624,9 @@ def test_s3_sensor_launches_today(tmp_path: Path, s3_bucket) -> None:
 
         stored = pd.read_parquet(Path(running.env["GATE_PIPELINE_DATA"]) / "run_table" / f"{today}.parquet")
         assert sorted(stored["run_id"]) == sorted(f"e2e-s3-{i:04d}" for i in range(n_new))
+
+        # Automation follows the S3-triggered day too: series, statistics, decision.
+        automated_decision(
+            services, run, running.outputs, before_rows, new_series_rows(today, "e2e-s3-", n_new)
+        )
     print(f"S3 part {time.monotonic() - t0:.0f}s")
