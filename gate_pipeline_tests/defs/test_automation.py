@@ -1,17 +1,46 @@
 """rollout_series follows classified_runs by event ids, also when a day lands in the tick the series finishes."""
 
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
 from gate_pipeline.definitions import build_definitions
 from gate_pipeline.defs.automation import SEEN_EVENT_ID, latest_event_id, seen_event_id
 from gate_pipeline.defs.sensors import INGEST_CHAIN
+from gate_pipeline.settings import Settings
 from gate_pipeline.synthetic import CorpusSpec, generate
 from gate_pipeline_tests.pipeline_helpers import date_range, materialize_all, settings_for
 
 SERIES = dg.AssetKey("rollout_series")
 CLASSIFIED = dg.AssetKey("classified_runs")
+
+
+@dataclass
+class History:
+    """Artifacts of a synthetic corpus but its last day, and their Definitions; ``add_new_day`` drops it in."""
+
+    corpus: Path
+    artifacts: Path
+    old_days: list[str]
+    new_day: str
+    settings: Settings
+    defs: dg.Definitions
+
+    def add_new_day(self) -> None:
+        shutil.copytree(self.corpus / self.new_day, self.artifacts / self.new_day)
+
+
+def _history(tmp_path: Path, spec: CorpusSpec) -> History:
+    corpus = tmp_path / "corpus"
+    generate(corpus, spec)
+    *old_days, new_day = sorted(p.name for p in corpus.iterdir())
+    artifacts = tmp_path / "artifacts"
+    for day in old_days:
+        shutil.copytree(corpus / day, artifacts / day)
+    settings = settings_for(artifacts, tmp_path)
+    return History(corpus, artifacts, old_days, new_day, settings, build_definitions(settings))
 
 
 def _run(defs: dg.Definitions, instance, selection, partition_key=None) -> None:
@@ -23,17 +52,11 @@ def _run(defs: dg.Definitions, instance, selection, partition_key=None) -> None:
 
 
 def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_path):
-    corpus = tmp_path / "corpus"
-    generate(corpus, CorpusSpec(runs=40, days=4, seed=11))
-    *old_days, new_day = sorted(p.name for p in corpus.iterdir())
-    artifacts = tmp_path / "artifacts"
-    for day in old_days:
-        shutil.copytree(corpus / day, artifacts / day)
-    settings = settings_for(artifacts, tmp_path)
-    defs = build_definitions(settings)
+    history = _history(tmp_path, CorpusSpec(runs=40, days=4, seed=11))
+    defs, new_day = history.defs, history.new_day
 
     with dg.instance_for_test() as instance:
-        assert materialize_all(settings, *date_range(artifacts), instance=instance).success
+        assert materialize_all(history.settings, *date_range(history.artifacts), instance=instance).success
         # The cold build's series saw every classified day it read.
         assert seen_event_id(instance, SERIES) == latest_event_id(instance, CLASSIFIED)
         first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
@@ -43,7 +66,7 @@ def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_
         # eager() counts the day as handled by the series update; the event ids say it is not in it.
         _run(defs, instance, [SERIES])
         seen = seen_event_id(instance, SERIES)
-        shutil.copytree(corpus / new_day, artifacts / new_day)
+        history.add_new_day()
         _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
         assert latest_event_id(instance, CLASSIFIED) > seen
         second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
@@ -55,24 +78,18 @@ def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_
         _run(defs, instance, [SERIES])
         materialization = instance.get_latest_materialization_event(SERIES).asset_materialization
         assert materialization.metadata[SEEN_EVENT_ID].value == latest_event_id(instance, CLASSIFIED)
-        assert materialization.metadata["days"].value == len(old_days) + 1
+        assert materialization.metadata["days"].value == len(history.old_days) + 1
         third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
         assert third.get_num_requested(SERIES) == 0
 
 
 def test_failed_series_waits_for_the_next_classified_update_instead_of_retrying(tmp_path):
-    corpus = tmp_path / "corpus"
-    generate(corpus, CorpusSpec(runs=30, days=3, seed=12))
-    *old_days, new_day = sorted(p.name for p in corpus.iterdir())
-    artifacts = tmp_path / "artifacts"
-    for day in old_days:
-        shutil.copytree(corpus / day, artifacts / day)
-    settings = settings_for(artifacts, tmp_path)
-    defs = build_definitions(settings)
+    history = _history(tmp_path, CorpusSpec(runs=30, days=3, seed=12))
+    defs, new_day = history.defs, history.new_day
 
     with dg.instance_for_test() as instance:
-        assert materialize_all(settings, *date_range(artifacts), instance=instance).success
-        shutil.copytree(corpus / new_day, artifacts / new_day)
+        assert materialize_all(history.settings, *date_range(history.artifacts), instance=instance).success
+        history.add_new_day()
         _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
         requested = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         assert requested.get_num_requested(SERIES) == 1
