@@ -6,11 +6,6 @@ Validated at the asset boundary with `lazy=True` so every failure is reported at
 from __future__ import annotations
 
 import pandas as pd
-
-# pandera imports its pandas check backends on the first validate() (~0.5 s); importing them with this module
-# makes that part of process start-up instead of the first step that validates (a new day's step).
-import pandera.backends.pandas.builtin_checks  # noqa: F401
-import pandera.backends.pandas.builtin_hypotheses  # noqa: F401
 import pandera.pandas as pa
 from pandera.typing import Series
 
