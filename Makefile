@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test ui ui-readonly bench lint browser-deps sample
+.PHONY: setup run test ui ui-readonly bench lint browser-deps postgres-deps sample
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,15 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: install Debian's chromium package for the browser tests"; fi; }
 
-## The whole test suite (unit, S3 on a loopback moto server, Dagster services, browser).
-test: setup browser-deps
+## A PostgreSQL server for the scale-out test (Debian's package; the test starts its own throwaway cluster).
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL missing: install Debian's postgresql package for the scale-out test"; fi; }
+
+## The whole test suite (unit, S3 on a loopback moto server, Postgres, Dagster services, browser).
+test: setup browser-deps postgres-deps
 	$(PY) -m pytest
 
 ## Dagster UI on the sample (materialized first if it never was), bound to $(UI_HOST):$(UI_PORT).

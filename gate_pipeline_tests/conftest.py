@@ -1,1 +1,1 @@
-pytest_plugins = ["gate_pipeline_tests.s3_server"]
+pytest_plugins = ["gate_pipeline_tests.s3_server", "gate_pipeline_tests.postgres_server"]
