@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,8 @@ END_MARK = "<!-- bench:end -->"
 RUN_LINE = re.compile(r"dagster run (\S+) \((success|FAILED)\), instance (.+)$", re.M)
 INCREMENTAL_PREFIX = "inc-"
 
-import issue5  # noqa: E402  (bench/ is run as a script: its folder is on sys.path)
+import dagster_floor  # noqa: E402  (bench/ is run as a script: its folder is on sys.path)
+import issue5  # noqa: E402
 
 # What each step key stands for in the report; unknown steps (added later) are listed under their own name.
 STEP_LABELS = {
@@ -501,6 +503,59 @@ def bench_backfill(args: argparse.Namespace, result: SizeResult) -> list[str]:
     return ["", line]
 
 
+def bench_floor(args: argparse.Namespace, result: SizeResult, startup_s: float) -> list[str]:
+    """Dagster's own cost for our graph with no-op steps (bench/dagster_floor.py), against the issue-5 budgets."""
+    from gate_pipeline.definitions import build_definitions
+    from gate_pipeline.settings import Settings
+
+    size_dir = args.results / str(result.runs)
+    tdir = size_dir / f"trial-{args.repeats[result.runs]}"
+    cold = result.pipeline[-1]
+    days = sorted(
+        d.name for d in (size_dir / "artifacts").iterdir() if re.match(r"^\d{4}-\d{2}-\d{2}$", d.name)
+    )
+    new_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    print(
+        f"\n== Dagster floor: the same graph with no-op steps, on a copy of {tdir / 'dagster_home'} ==",
+        flush=True,
+    )
+    os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+    settings = Settings.from_env(
+        artifacts_url=str(size_dir / "artifacts"),
+        outputs_url=str(tdir / "out"),
+        data_url=str(tdir / "out" / "_data"),
+    )
+    real = build_definitions(settings)
+    floors = {}
+    with warnings.catch_warnings():  # Dagster's beta warnings for APIs we use on purpose
+        warnings.simplefilter("ignore")
+        floors["SQLite (the default instance; a copy of this trial's)"] = dagster_floor.measure(
+            real, tdir / "dagster_home", size_dir, new_day, days, repeat=3
+        )
+        try:
+            floors["Postgres (scale-out instance storage, a loopback server)"] = (
+                dagster_floor.measure_postgres(real, size_dir, new_day, days, repeat=3)
+            )
+        except RuntimeError as exc:  # no PostgreSQL server binaries on this machine
+            print(f"  Postgres floor skipped: {str(exc).splitlines()[0]}")
+    lines = [
+        "Dagster floor (issue 5; `bench/dagster_floor.py`): our asset graph with every step a no-op, median of 3. "
+        f"Budgets: 2% of the cold build's step time = {0.02 * cold.compute_s:.2f}s for one new day; 10% of its wall "
+        f"= {0.10 * cold.child.wall_s:.1f}s for a whitelist backfill over {len(days)} days, which also pays "
+        f"{startup_s:.2f}s of process start-up (the probe below).",
+        "",
+    ]
+    for storage, (inc, bf) in floors.items():
+        bf_wall = startup_s + bf.run_wall_s
+        lines.append(
+            f"- {storage}: one new day {inc.steps_s:.2f}s of step time ({inc.events} events) = "
+            f"{inc.steps_s / cold.compute_s:.1%} of the cold step time; the backfill {bf.run_wall_s:.2f}s of run wall "
+            f"({bf.events} events) + start-up = {bf_wall:.1f}s = {bf_wall / cold.child.wall_s:.1%} of the cold wall."
+        )
+    print("  " + "\n  ".join(lines))
+    return ["", *lines]
+
+
 def bench_sensor(args: argparse.Namespace, largest: int) -> list[str]:
     print("\n== sensor ticks ==", flush=True)
     artifacts = args.results / str(largest) / "artifacts"
@@ -774,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     probes = startup_probes(args)
     for name, secs in probes.items():
         print(f"  {name:<36} {secs:6.2f}s")
+    if args.incremental or args.backfill:
+        extra += bench_floor(args, results[-1], probes["+ fresh SQLite instance"])
     section = report(results, profile_text, probes)
     if extra:
         section += "\n\n" + "\n".join(extra)
