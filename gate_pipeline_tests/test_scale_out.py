@@ -1,8 +1,9 @@
 """Dagster's own scale-out: Postgres instance storage, every byte on S3, every step in its own process.
 
 The multiprocess executor starts each step in a fresh process that re-loads the code from the environment,
-so a step that read another step's local disk, or settings held only in the launching process, would fail
-or diverge here. The outputs must equal a local in-process run byte for byte.
+so settings or data held only in the launching process would fail or diverge here. The processes share
+this machine's disk, so the test also checks that what steps hand each other (per-day tables, the series
+cache, the statistics) is on S3. The outputs must equal a local in-process run byte for byte.
 """
 
 import os
@@ -67,6 +68,12 @@ def test_multiprocess_run_on_postgres_and_s3_matches_local_run(
         decision = reader.get_latest_materialization_event(dg.AssetKey("gate_decision"))
         assert decision is not None and decision.run_id == run_id
     assert not list(home.glob("**/*.db")), "no SQLite storage next to the Postgres instance"
+    handed_over = {path.name for path in s3_bucket.upath("ci/data").iterdir()}
+    assert {"raw_runs", "run_table", "classified_runs", "rollout_series_cache", "statistics"} <= handed_over
+    days = sorted(path.name for path in SAMPLE.iterdir() if path.is_dir())
+    assert sorted(p.name for p in s3_bucket.upath("ci/data/classified_runs").iterdir()) == [
+        f"{day}.parquet" for day in days
+    ]
 
     local_out = tmp_path / "local"
     shutil.copytree(CONFIG, tmp_path / "config")
