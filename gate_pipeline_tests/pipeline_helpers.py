@@ -10,6 +10,17 @@ from gate_pipeline.settings import Settings, project_root
 REPO = project_root()
 SAMPLE = REPO / "gate_pipeline" / "sample_artifacts"
 CONFIG = REPO / "config"
+# Every published output, for byte-for-byte comparisons between runs (local, S3, scale-out).
+OUTPUTS = [
+    "rollout_series.csv",
+    "rollout_series.parquet",
+    "rollout_metrics.json",
+    "rollout_series_v1.md",
+    "rollout_chart.png",
+    "ci_comment.md",
+    "tables/strata.csv",
+    "tables/unknown_rate_by_group.csv",
+]
 
 
 def run_cli(*argv: str) -> int:

@@ -4,20 +4,10 @@ import shutil
 
 import pytest
 
-from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, run_cli
+from gate_pipeline_tests.pipeline_helpers import CONFIG, OUTPUTS, SAMPLE, run_cli
 from gate_pipeline_tests.s3_server import upload_tree
 
 pytestmark = pytest.mark.s3
-OUTPUTS = [
-    "rollout_series.csv",
-    "rollout_series.parquet",
-    "rollout_metrics.json",
-    "rollout_series_v1.md",
-    "rollout_chart.png",
-    "ci_comment.md",
-    "tables/strata.csv",
-    "tables/unknown_rate_by_group.csv",
-]
 
 
 def test_s3_run_matches_local_run_byte_for_byte(s3_bucket, tmp_path, monkeypatch, capsys):

@@ -14,10 +14,9 @@ import pytest
 
 from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from gate_pipeline.settings import Settings
-from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, date_range, run_cli
+from gate_pipeline_tests.pipeline_helpers import CONFIG, OUTPUTS, SAMPLE, date_range, run_cli
 from gate_pipeline_tests.postgres_server import postgres_instance_yaml
 from gate_pipeline_tests.s3_server import upload_tree
-from gate_pipeline_tests.test_cli_s3 import OUTPUTS
 
 pytestmark = [pytest.mark.s3, pytest.mark.postgres, pytest.mark.slow]
 
