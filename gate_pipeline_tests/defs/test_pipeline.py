@@ -7,7 +7,14 @@ import yaml
 
 from gate_pipeline.lib import daily
 from gate_pipeline.synthetic import CorpusSpec, generate
-from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, date_range, materialize_all, settings_for
+from gate_pipeline_tests.pipeline_helpers import (
+    CONFIG,
+    OUTPUTS,
+    SAMPLE,
+    date_range,
+    materialize_all,
+    settings_for,
+)
 
 
 def _metadata(result, asset):
@@ -75,15 +82,7 @@ def test_outputs_are_byte_identical_whatever_the_file_creation_order(tmp_path):
         assert result.success
         outputs.append(tmp_path / f"run{order_seed}" / "outputs")
     names = sorted(str(p.relative_to(outputs[0])) for p in outputs[0].rglob("*") if p.is_file())
-    assert {
-        "rollout_series.csv",
-        "rollout_series.parquet",
-        "rollout_metrics.json",
-        "rollout_series_v1.md",
-        "rollout_chart.png",
-        "ci_comment.md",
-        "tables/strata.csv",
-    } <= set(names)
+    assert set(OUTPUTS) <= set(names)
     assert names == sorted(str(p.relative_to(outputs[1])) for p in outputs[1].rglob("*") if p.is_file())
     for name in names:
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
