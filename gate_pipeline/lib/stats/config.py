@@ -1,0 +1,104 @@
+"""The statistics' parameters: :class:`AnalysisConfig` and its loader (``config/analysis.yaml``)."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: A strata column naming a key of metrics.json (``metrics.arm``) starts with this.
+METRICS_PREFIX = "metrics."
+
+
+class AnalysisConfigError(ValueError):
+    """Bad analysis config; the message names the file, the key and the problem."""
+
+
+class AnalysisConfig(BaseModel):
+    """Parameters of the rollout statistics (``config/analysis.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: str = Field("1", description="Config format version.")
+    strata_column: str = Field(
+        "stratum",
+        description="Run column defining strata, or 'metrics.<key>' for a string value of metrics.json.",
+    )
+    strata_missing_label: str = Field("unknown", min_length=1, description="Stratum for null/missing values.")
+    strata_comparisons: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("unpinned", "pinned")],
+        description="Pairs (a, b): delta = combined WARN+FAIL rate of a minus that of b. Always reported.",
+    )
+    strata_all_pairs: bool = Field(True, description="Also compare every other pair of observed strata.")
+    recurrence_min_runs: int = Field(3, ge=1, description="k: a reason recurring in >= k runs is a pattern.")
+    recurrence_min_share: float = Field(
+        0.2, gt=0, le=1, description="...or in >= this share of the policy_hash's runs."
+    )
+    spike_mad_k: float = Field(3.0, gt=0, description="Spike bound = median + k * scale * MAD.")
+    spike_mad_scale: float = Field(1.4826, gt=0, description="MAD scale (1.4826 = consistent with sigma).")
+    spike_min_excess: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Minimum bound - median, so MAD = 0 does not flag every run above median.",
+    )
+    warn_threshold_multiplier: float = Field(
+        2.0, gt=0, description="Recommended WARN threshold = multiplier * median unknown_rate ..."
+    )
+    warn_threshold_floor: float = Field(0.0, ge=0, le=1, description="... but at least this value.")
+    confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of every confidence interval.")
+    fail_outcomes: list[str] = Field(default_factory=lambda: ["FAIL"], min_length=1)
+    warn_outcomes: list[str] = Field(default_factory=lambda: ["WARN"], min_length=1)
+    no_reason_label: str = Field("(none)", min_length=1, description="Reason label for runs without reasons.")
+    null_group_label: str = Field("(null)", min_length=1, description="Group label for a null policy_hash.")
+
+    @field_validator("strata_column")
+    @classmethod
+    def _strata_column(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        if v.startswith(METRICS_PREFIX) and not v[len(METRICS_PREFIX) :]:
+            raise ValueError("'metrics.' needs a key, e.g. 'metrics.arm'")
+        return v
+
+    @field_validator("fail_outcomes", "warn_outcomes")
+    @classmethod
+    def _upper(cls, v: list[str]) -> list[str]:
+        return sorted({x.upper() for x in v})
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> AnalysisConfig:
+        both = set(self.fail_outcomes) & set(self.warn_outcomes)
+        if both:
+            raise ValueError(f"fail_outcomes and warn_outcomes overlap: {sorted(both)}")
+        return self
+
+    @property
+    def z(self) -> float:
+        """Two-sided normal quantile for ``confidence_level`` (1.959964 for 0.95)."""
+        return NormalDist().inv_cdf(1 - (1 - self.confidence_level) / 2)
+
+
+def load_analysis_config(raw: bytes, source: str) -> AnalysisConfig:
+    """Parse YAML (or JSON) bytes into :class:`AnalysisConfig`; empty file = all defaults.
+
+    Raises :class:`AnalysisConfigError` naming ``source``, the key and the problem.
+    """
+    try:
+        data = yaml.safe_load(raw) if raw.strip() else {}
+    except yaml.YAMLError as exc:
+        raise AnalysisConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise AnalysisConfigError(f"{source}: top level must be a mapping of settings")
+    try:
+        return AnalysisConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{key}: {msg}")
+        raise AnalysisConfigError(f"{source}: " + "; ".join(parts)) from exc

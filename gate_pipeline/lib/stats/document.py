@@ -1,0 +1,91 @@
+"""What a statistics section hands on: :class:`Section` (JSON document, CSV tables, headline numbers), the
+JSON conversion of results (:func:`to_jsonable`) and the CSV bytes of a table (:func:`table_csv_bytes`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+
+@dataclass
+class Section:
+    """One statistics section: JSON for rollout_metrics.json, tables for CSV, headline numbers for the UI."""
+
+    name: str
+    document: Any  # JSON-able: a list of rows or an object
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    numbers: dict[str, float | int | None] = field(default_factory=dict)
+
+
+def _round(x: float) -> float | None:
+    if math.isnan(x) or math.isinf(x):
+        return None
+    y = float(f"{x:.10g}")
+    return 0.0 if y == 0 else y  # no "-0.0" in the bytes
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert results (dataclasses, DataFrames, dicts, numpy/pandas scalars) to plain JSON values.
+
+    Dicts get sorted keys; a DataFrame becomes a list of row objects in its (already deterministic) row order;
+    floats are rounded to 10 significant digits; NaN/inf/NA/NaT become None; dates become ISO strings.
+    """
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, pd.DataFrame):
+        return [to_jsonable(rec) for rec in obj.to_dict(orient="records")]
+    if isinstance(obj, pd.Series):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    if isinstance(obj, BaseModel):
+        return to_jsonable(obj.model_dump(mode="json", by_alias=True))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _round(float(obj))
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    if isinstance(obj, dt.date | dt.datetime):
+        return obj.isoformat()
+    raise TypeError(f"to_jsonable: unsupported type {type(obj).__name__}")
+
+
+def _utc_seconds_text(col: pd.Series) -> pd.Series | None:
+    """The exact text ``to_csv`` writes for a UTC timestamp column whose values are whole seconds
+    (``2026-03-01 00:05:16+00:00``, NaT as empty), built with numpy; None for any other column. pandas
+    formats tz-aware timestamps one by one, which was half the time of writing tables/spike_runs.csv."""
+    dtype = col.dtype
+    if not (isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC") or len(col) == 0:
+        return None
+    naive = col.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    nat = np.isnat(naive)
+    if (naive[~nat].view("i8") % 1_000_000_000).any():
+        return None
+    text = np.char.add(np.char.replace(np.datetime_as_string(naive, unit="s"), "T", " "), "+00:00")
+    return pd.Series(np.where(nat, "", text).astype(object), index=col.index, name=col.name)
+
+
+def table_csv_bytes(df: pd.DataFrame) -> bytes:
+    if df.columns.is_unique:
+        texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
+        df = df.assign(**texts) if texts else df
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode()

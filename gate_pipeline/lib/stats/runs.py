@@ -1,0 +1,268 @@
+"""The classified history as :class:`Runs` and the per-run arrays every statistic derives from it (outcome
+flags, group labels, strata, parsed JSON arrays), each computed once per ``Runs``; plus row-order helpers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from gate_pipeline.lib.classify import parse_json_array
+from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
+
+
+class Runs:
+    """A classified history with the per-run arrays the statistics derive from it (outcome flags, group
+    labels, strata, parsed JSON arrays), each computed once and shared by every function given this object.
+
+    Every statistics function takes a DataFrame or a ``Runs``; a DataFrame gets its own ``Runs``, so results
+    are the same either way. Do not modify ``df`` while the ``Runs`` is in use."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+def as_runs(classified: pd.DataFrame | Runs) -> Runs:
+    return classified if isinstance(classified, Runs) else Runs(classified)
+
+
+def is_null(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def no_nan(df: pd.DataFrame) -> pd.DataFrame:
+    """Replace NaN/NA in any column by None (column becomes object) so outputs never carry NaN."""
+    out = df.copy()
+    has_null = out.isna().any(axis=0).to_numpy()  # one pass per block, not one Series per column
+    for i in np.flatnonzero(has_null).tolist():
+        s = out.iloc[:, i]
+        out.isetitem(i, s.astype(object).where(s.notna(), None))
+    return out.reset_index(drop=True)
+
+
+def json_sets(runs: Runs, column: str) -> tuple[np.ndarray, list[list[str]]]:
+    """A column of JSON array strings as per-row codes of its distinct strings (-1 = null) and, per code, the
+    array's items de-duplicated and sorted. Each distinct string is parsed once, and counting over the few
+    distinct (code, ...) combinations replaces exploding every row."""
+
+    def compute() -> tuple[np.ndarray, list[list[str]]]:
+        codes, uniques = pd.factorize(runs.df[column].astype(object), use_na_sentinel=True)
+        return codes, [sorted(set(parse_json_array(u)[0])) for u in uniques]
+
+    return runs.derived(("json_sets", column), compute)
+
+
+def has_items(runs: Runs, column: str) -> np.ndarray:
+    """Per row: does its JSON array hold at least one string?"""
+    codes, items = json_sets(runs, column)
+    return np.array([bool(i) for i in items] + [False], dtype=bool)[codes]  # code -1 reads the sentinel
+
+
+def combos(*columns: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+    """The distinct rows of some integer columns (codes >= -1, flags) with how many rows each occurs in."""
+    n = len(columns[0])
+    if n == 0:
+        return []
+    shifted = [np.asarray(c, dtype=np.int64) + 1 for c in columns]
+    dims = tuple(int(c.max()) + 1 for c in shifted)
+    cells = math.prod(dims)
+    if cells > max(4 * n, 1 << 16):
+        # Too many possible combinations for a dense count: the rare, slower path.
+        counts = pd.DataFrame(dict(enumerate(shifted))).groupby(list(range(len(shifted))), sort=False).size()
+        keys = [k if isinstance(k, tuple) else (k,) for k in counts.index]
+        return [(tuple(int(v) - 1 for v in k), int(c)) for k, c in zip(keys, counts.to_numpy(), strict=True)]
+    counts = np.bincount(np.ravel_multi_index(tuple(shifted), dims), minlength=cells)
+    present = np.flatnonzero(counts)
+    parts = [p - 1 for p in np.unravel_index(present, dims)]
+    return list(zip(zip(*(p.tolist() for p in parts), strict=True), counts[present].tolist(), strict=True))
+
+
+def item_outcome_counts(
+    codes: np.ndarray,
+    items: list[list[str]],
+    known: np.ndarray,
+    is_fail: np.ndarray,
+    empty_label: str | None = None,
+) -> list[tuple[str, int, int, int]]:
+    """Per item (sorted): (item, runs listing it, of those with a known outcome, FAIL runs).
+
+    A run listing no item counts under ``empty_label`` when given, else nowhere."""
+    totals: dict[str, list[int]] = {}
+    for (code, k, f), n in combos(codes, known.astype(np.int8), (known & is_fail).astype(np.int8)):
+        listed = items[code] if code >= 0 else []
+        if not listed and empty_label is not None:
+            listed = [empty_label]
+        for item in listed:
+            t = totals.setdefault(item, [0, 0, 0])
+            t[0] += n
+            t[1] += n * k
+            t[2] += n * f
+    return [(item, *totals[item]) for item in sorted(totals)]
+
+
+def group_labels(series: pd.Series, null_label: str) -> pd.Series:
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # Text (or null) cells: str() of a str is itself, so only the nulls change; no str() per cell.
+        labels = np.where(pd.isna(values), null_label, values).astype(object)
+        return pd.Series(labels, index=series.index, name=series.name, dtype=object)
+    return series.astype(object).where(series.notna(), null_label).astype(str)
+
+
+def column_labels(runs: Runs, column: str, null_label: str) -> np.ndarray:
+    """:func:`group_labels` of a run column as an array (computed once per ``runs``)."""
+    return runs.derived(
+        ("labels", column, null_label), lambda: group_labels(runs.df[column], null_label).to_numpy()
+    )
+
+
+def strata_of(runs: Runs, cfg: AnalysisConfig) -> np.ndarray:
+    """:func:`stratum_series` as an array (computed once per ``runs``)."""
+    key = ("strata", cfg.strata_column, cfg.strata_missing_label)
+    return runs.derived(key, lambda: stratum_series(runs.df, cfg).to_numpy())
+
+
+Coded = tuple[np.ndarray, np.ndarray]  # (per-row code, label per code), as pd.factorize returns them
+
+
+def labels_coded(runs: Runs, column: str, null_label: str) -> Coded:
+    """:func:`column_labels` factorized (computed once per ``runs``)."""
+    key = ("labels_coded", column, null_label)
+    return runs.derived(key, lambda: pd.factorize(column_labels(runs, column, null_label)))
+
+
+def policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
+    return labels_coded(runs, "policy_hash", cfg.null_group_label)
+
+
+def strata_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
+    """:func:`strata_of` factorized (computed once per ``runs``)."""
+    key = ("strata_coded", cfg.strata_column, cfg.strata_missing_label)
+    return runs.derived(key, lambda: pd.factorize(strata_of(runs, cfg)))
+
+
+def code_counts(coded: Coded) -> dict[str, int]:
+    """How many rows carry each label."""
+    codes, names = coded
+    return dict(zip(names.tolist(), np.bincount(codes, minlength=len(names)).tolist(), strict=True))
+
+
+def stratum_series(df: pd.DataFrame, cfg: AnalysisConfig) -> pd.Series:
+    """The stratum of each run per ``cfg.strata_column`` (a run column or ``metrics.<key>`` string value).
+
+    Null, missing or (for metrics) non-string values become ``cfg.strata_missing_label``.
+    """
+    col = cfg.strata_column
+    if col.startswith(METRICS_PREFIX):
+        key = col[len(METRICS_PREFIX) :]
+        if "metrics" not in df.columns:
+            raise KeyError(f"strata_column {col!r}: the run table has no 'metrics' column")
+        codes, uniques = pd.factorize(df["metrics"].astype(object), use_na_sentinel=True)
+        vals = []
+        for u in uniques:
+            try:
+                obj = orjson.loads(u)
+            except (orjson.JSONDecodeError, TypeError):
+                obj = None
+            v = obj.get(key) if isinstance(obj, dict) else None
+            vals.append(v if isinstance(v, str) and v != "" else cfg.strata_missing_label)
+        arr = np.array(vals + [cfg.strata_missing_label], dtype=object)
+        return pd.Series(arr[codes], index=df.index, name="stratum", dtype=object)
+    if col not in df.columns:
+        raise KeyError(f"strata_column {col!r} is not a run table column (columns: {sorted(df.columns)})")
+    values = df[col].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # Text (or null) cells: str() of a str is itself, so only null and "" change; no str() per cell.
+        keep = ~pd.isna(values) & (values != "")
+        return pd.Series(
+            np.where(keep, values, cfg.strata_missing_label), index=df.index, name="stratum", dtype=object
+        )
+    s = df[col].astype(object)
+    s = s.where(s.notna() & (s.astype(str) != ""), cfg.strata_missing_label).astype(str)
+    return s.rename("stratum").astype(object)
+
+
+def outcome_flags(runs: Runs, cfg: AnalysisConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(known, is_warn, is_fail) boolean arrays from the outcome column (upper-cased)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # upper-case each distinct value once, not every row
+        codes, uniques = pd.factorize(runs.df["outcome"].astype(object), use_na_sentinel=True)
+        up = [str(u).upper() for u in uniques]
+        warn = np.array([u in cfg.warn_outcomes for u in up] + [False], dtype=bool)
+        fail = np.array([u in cfg.fail_outcomes for u in up] + [False], dtype=bool)
+        return codes >= 0, warn[codes], fail[codes]
+
+    return runs.derived(("outcome", tuple(cfg.warn_outcomes), tuple(cfg.fail_outcomes)), compute)
+
+
+def rates_of(runs: Runs) -> pd.Series:
+    return runs.derived(
+        ("rates",), lambda: pd.to_numeric(runs.df["unknown_rate"], errors="coerce").astype(float)
+    )
+
+
+def in_order(df: pd.DataFrame, cols: list[str]) -> bool:
+    """True when the rows are already in (cols) order and no key is null, so a stable sort keeps every row
+    where it is (spike runs come from the history, which is stored in (timestamp, run_id) order)."""
+    if len(df) < 2:
+        return True
+    tie = np.ones(len(df) - 1, dtype=bool)  # rows i, i+1 equal on every key so far
+    for c in cols:
+        s = df[c]
+        if s.isna().any():
+            return False
+        if s.dtype == object:
+            v = s.to_numpy()
+            if pd.api.types.infer_dtype(v, skipna=False) != "string":
+                return False
+        elif isinstance(s.dtype, pd.DatetimeTZDtype):
+            v = s.to_numpy(dtype="datetime64[ns]")  # the UTC instants, which is what sorting compares
+        else:
+            v = s.to_numpy()
+        prev, nxt = v[:-1][tie], v[1:][tie]
+        if (nxt < prev).any():
+            return False
+        tie[tie] = nxt == prev
+        if not tie.any():
+            break
+    return True
+
+
+def sort_cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    if in_order(df, cols):
+        return df.reset_index(drop=True)
+    # None sorts first via a string key; mergesort keeps it stable and deterministic
+    keys = {c: df[c].map(lambda v: "" if is_null(v) else v) if df[c].dtype == object else df[c] for c in cols}
+    order = pd.DataFrame(keys).sort_values(cols, kind="mergesort").index
+    return df.loc[order].reset_index(drop=True)
+
+
+def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """(key values, row positions ascending) per distinct combination of the factorized key columns."""
+    codes = np.zeros(len(keys[0][0]), dtype=np.int64)
+    names = []
+    for c, uniq in keys:
+        codes = codes * len(uniq) + c
+        names.append(uniq)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    out = []
+    for idx in np.split(order, bounds) if len(order) else []:
+        code = int(codes[idx[0]])
+        parts = []
+        for uniq in reversed(names):
+            code, c = divmod(code, len(uniq))
+            parts.append(uniq[c])
+        out.append((tuple(reversed(parts)), idx))
+    return out

@@ -1,0 +1,111 @@
+"""The statistics sections the pipeline publishes, the history columns they read, and the run counts.
+
+One function per statistics asset (:data:`SECTIONS`); the decision embeds every section in
+rollout_metrics.json under the section's name, and the report reads `unknown_rate_by_group`,
+`class_frequencies` and `strata` from there. Pass every section the same ``Runs(history)`` so the per-run
+arrays they share are derived once.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gate_pipeline.lib.stats.classes import class_section
+from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
+from gate_pipeline.lib.stats.risk import risk_section
+from gate_pipeline.lib.stats.spikes import spike_section
+from gate_pipeline.lib.stats.strata import strata_section
+from gate_pipeline.lib.stats.summary import unknown_rate_section
+from gate_pipeline.lib.stats.warn import warn_threshold_section
+
+#: Run columns the statistics sections and the whitelist health check read (the strata column comes from the
+#: config). The history has ~30 columns; the file hashes and metrics JSON are most of its bytes and unused here.
+STATISTICS_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "timestamp",
+    "date",
+    "policy_hash",
+    "outcome",
+    "unknown_rate",
+    "top_reasons",
+    "unknown_causes",
+    "warn_count",
+    "fail_count",
+    "unknown_count",
+    "overrides_count",
+    "unknown_classes",
+    "whitelisted_classes",
+    "non_whitelisted_reasons",
+)
+
+
+def statistics_columns(cfg: AnalysisConfig) -> list[str]:
+    """Every history column :data:`SECTIONS` can read under ``cfg``."""
+    strata = cfg.strata_column
+    return [*STATISTICS_COLUMNS, "metrics" if strata.startswith(METRICS_PREFIX) else strata]
+
+
+def read_history(raw: bytes, columns: Iterable[str] | None = None) -> pa.Table:
+    """Parquet bytes as an Arrow table holding only ``columns`` (all when None) that the file has, in file order.
+
+    A column the file lacks stays absent, exactly as in a full read; call ``.to_pandas()`` for the frame."""
+    source = io.BytesIO(raw)
+    if columns is None:
+        return pq.read_table(source)
+    wanted = set(columns)
+    names = [n for n in pq.read_schema(source).names if n in wanted]
+    return pq.read_table(source, columns=names)
+
+
+SECTIONS = {
+    "unknown_rate_summary": unknown_rate_section,
+    "unknown_class_frequencies": class_section,
+    "unknown_spikes": spike_section,
+    "unknown_risk_measures": risk_section,
+    "stratum_metrics": strata_section,
+    "warn_threshold_recommendation": warn_threshold_section,
+}
+
+
+COUNT_KEYS = [
+    "files_discovered",
+    "files_accepted",
+    "files_quarantined",
+    "files_ignored",
+    "runs_discovered",
+    "runs_with_gate_result",
+    "runs_quarantined",
+]
+
+
+def counts_section(
+    ingest_counts: list[dict], table_counts: list[dict], cross_day_duplicates: int, accepted: int
+) -> dict:
+    """discovered = accepted + quarantined, at file and run level, over all stored days."""
+    totals = {k: sum(int(c.get(k, 0)) for c in ingest_counts) for k in COUNT_KEYS}
+    in_day_duplicates = sum(int(c.get("duplicates_quarantined", 0)) for c in table_counts)
+    runs = {
+        "discovered": totals["runs_discovered"],
+        "accepted": accepted,
+        "quarantined_no_usable_gate_result": totals["runs_quarantined"],
+        "quarantined_duplicate_run_id": in_day_duplicates + cross_day_duplicates,
+    }
+    files = {
+        "discovered": totals["files_discovered"],
+        "accepted": totals["files_accepted"],
+        "quarantined": totals["files_quarantined"],
+        "ignored_not_an_artifact": totals["files_ignored"],
+    }
+    balanced = (
+        runs["discovered"]
+        == accepted + runs["quarantined_no_usable_gate_result"] + runs["quarantined_duplicate_run_id"]
+    )
+    balanced = (
+        balanced
+        and files["discovered"] == files["accepted"] + files["quarantined"] + files["ignored_not_an_artifact"]
+    )
+    return {"days": len(ingest_counts), "files": files, "runs": runs, "balanced": balanced}

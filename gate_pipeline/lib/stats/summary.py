@@ -1,0 +1,132 @@
+"""unknown_rate min / median / p95 / max / mean overall, per policy_hash and per stratum (seed 000 Zielgrößen)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from gate_pipeline.lib.stats.config import AnalysisConfig
+from gate_pipeline.lib.stats.document import Section, to_jsonable
+from gate_pipeline.lib.stats.runs import Runs, as_runs, labels_coded, no_nan, rates_of, strata_coded
+
+
+def _quantile_sorted(seg: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile of sorted values, computed as pandas' groupby quantile does."""
+    q_idx = q * (len(seg) - 1)
+    lo = int(q_idx)
+    frac = q_idx % 1
+    val = float(seg[lo])
+    return val if frac == 0.0 else val + (float(seg[lo + 1]) - val) * frac
+
+
+def _order_stats(
+    values: np.ndarray, codes: np.ndarray, by_value: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """Per group code: min, median, p95, max of the non-null values, bit-identical to pandas' groupby
+    min / median / quantile(0.95) / max (no signed zeros). ``by_value``: positions of the non-null values,
+    stably sorted by value. Groups without values get NaN."""
+    order = by_value[np.argsort(codes[by_value], kind="stable")]  # by group, then value, then position
+    ordered = values[order]
+    out = np.full((len(count), 4), np.nan)
+    start = 0
+    for code, n in enumerate(count.tolist()):
+        if n:
+            seg = ordered[start : start + n]
+            mid = n // 2
+            median = float(seg[mid]) if n % 2 else (float(seg[mid]) + float(seg[mid - 1])) / 2
+            out[code] = (seg[0], median, _quantile_sorted(seg, 0.95), seg[-1])
+            start += n
+    return out
+
+
+SUMMARY_COLUMNS = [
+    "group_by",
+    "group",
+    "runs",
+    "n",
+    "n_null",
+    "min",
+    "median",
+    "p95",
+    "max",
+    "mean",
+    "status",
+]
+
+
+def unknown_rate_summary(
+    runs: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None, by: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """min / median / p95 / max / mean of ``unknown_rate`` overall, per policy_hash and per stratum.
+
+    ``by`` lists grouping columns (default ``["policy_hash", "stratum"]``); the name ``"stratum"`` means the
+    configured strata (:func:`stratum_series`). p95 uses linear interpolation between order statistics
+    (numpy's default). Null rates are excluded from the statistics and counted in ``n_null``; a group without
+    any rate has status ``empty`` and None statistics. Rows: group_by='overall' (group 'all') first, then
+    groups sorted by (group_by, group). Null group values are labelled ``cfg.null_group_label``.
+    """
+    cfg = cfg or AnalysisConfig()
+    runs = as_runs(runs)
+    by = list(by) if by is not None else ["policy_hash", "stratum"]
+    rates = rates_of(runs)
+    overall = np.full(len(runs.df), "all", dtype=object)
+    frames = [("overall", pd.factorize(overall))]
+    for col in by:
+        if col == "stratum":
+            frames.append(("stratum", strata_coded(runs, cfg)))
+        else:
+            frames.append((col, labels_coded(runs, col, cfg.null_group_label)))
+    rows = []
+    values = rates.to_numpy()
+    valid = ~np.isnan(values)
+    by_value = np.argsort(values, kind="stable")  # once for every grouping; NaN last
+    by_value = by_value[: int(valid.sum())]
+    # 0.0 and -0.0 tie: which one a group's min / max / median is then depends on pandas' internals.
+    signed_zero = bool((valid & (values == 0) & np.signbit(values)).any())
+    for name, (codes, names) in frames:
+        g = rates.groupby(codes, sort=True)  # integer codes group faster than the label strings
+        size = np.bincount(codes, minlength=len(names))
+        count = np.bincount(codes[valid], minlength=len(names))
+        mean = g.mean().to_numpy()  # pandas' compensated per-group sum
+        if signed_zero:
+            order_stats = np.column_stack([g.min(), g.median(), g.quantile(0.95), g.max()])
+        else:
+            order_stats = _order_stats(values, codes, by_value, count)
+        for code, label in enumerate(names):
+            n = int(count[code])
+            stat = [*order_stats[code], mean[code]]
+            rows.append(
+                {
+                    "group_by": name,
+                    "group": str(label),
+                    "runs": int(size[code]),
+                    "n": n,
+                    "n_null": int(size[code]) - n,
+                    **{
+                        k: (float(v) if n else None)
+                        for k, v in zip(("min", "median", "p95", "max", "mean"), stat, strict=True)
+                    },
+                    "status": "ok" if n else "empty",
+                }
+            )
+    if not rows:  # empty input: one explicit overall row
+        rows.append(
+            {"group_by": "overall", "group": "all", "runs": 0, "n": 0, "n_null": 0, "status": "empty"}
+        )
+    df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    rank = df["group_by"].map(lambda v: 0 if v == "overall" else 1)
+    df = df.assign(_r=rank).sort_values(["_r", "group_by", "group"], kind="mergesort").drop(columns="_r")
+    return no_nan(df)
+
+
+def unknown_rate_section(history: pd.DataFrame | Runs, cfg: AnalysisConfig) -> Section:
+    table = unknown_rate_summary(history, cfg)  # overall row first, then per policy_hash and stratum
+    numbers: dict[str, float | int | None] = {}
+    for rec in table.itertuples(index=False):
+        if rec.group_by == "overall":
+            numbers.update(unknown_rate_median=rec.median, unknown_rate_p95=rec.p95, runs=int(rec.runs))
+        elif rec.group_by == "policy_hash":
+            numbers[f"unknown_rate_median[{rec.group}]"] = rec.median
+    return Section("unknown_rate_by_group", to_jsonable(table), {"unknown_rate_by_group": table}, numbers)
