@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gate_pipeline.lib.stats.intervals import z_for
 
 #: A strata column naming a key of metrics.json (``metrics.arm``) starts with this.
 METRICS_PREFIX = "metrics."
@@ -77,7 +77,7 @@ class AnalysisConfig(BaseModel):
     @property
     def z(self) -> float:
         """Two-sided normal quantile for ``confidence_level`` (1.959964 for 0.95)."""
-        return NormalDist().inv_cdf(1 - (1 - self.confidence_level) / 2)
+        return z_for(self.confidence_level)
 
 
 def load_analysis_config(raw: bytes, source: str) -> AnalysisConfig:

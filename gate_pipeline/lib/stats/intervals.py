@@ -4,14 +4,19 @@
 Single rates: **Wilson score**; differences of independent rates: **Newcombe hybrid score** (1998, method 10);
 differences of paired rates: Newcombe's paired method with the continuity-corrected phi (Newcombe 1998b,
 Altman et al. 2000 p. 52); ratios: the **log method** (Katz for independent groups, var(ln RR) =
-(b+c)/((a+b)(a+c)) for paired ones).
+(b+c)/((a+b)(a+c)) for paired ones); quantiles (median, p95): the exact binomial **order-statistic**
+interval (the ranks of ``scipy.stats.quantile_test``), or no interval when n is too small for the level.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from scipy.stats import binom, norm
 
 
 @dataclass(frozen=True)
@@ -171,3 +176,78 @@ def fail_comparison(a: str, n_a: int, x_a: int, b: str, n_b: int, x_b: int, z: f
         **estimate_cols("risk_difference", newcombe_diff(x_a, n_a, x_b, n_b, z)),
         **estimate_cols("risk_ratio", katz_ratio(x_a, n_a, x_b, n_b, z)),
     }
+
+
+@dataclass(frozen=True)
+class QuantileCI:
+    """A distribution-free interval for the ``q`` quantile of n values: order statistics x_(rank_low) and
+    x_(rank_high) (1-based ranks of the sorted values) with exact binomial coverage ``coverage`` >= level.
+
+    Status ``ok``; ``empty`` (n = 0, everything None); ``too_few_runs`` when n is too small for the level:
+    the bound that would need a rank outside 1..n is None (never clipped to n), ``min_n`` says how many values
+    a two-sided interval at this level needs."""
+
+    q: float
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+    rank_low: int | None
+    rank_high: int | None
+    coverage: float | None
+    min_n: int
+    status: str  # ok | empty | too_few_runs
+
+
+def quantile_ranks(n: int, q: float, level: float) -> tuple[int | None, int | None]:
+    """1-based ranks (l, u) of the exact two-sided order-statistic interval [x_(l), x_(u)] for the q quantile.
+
+    With B ~ Binomial(n, q) (how many values fall below the true quantile), l = F_B^-1(alpha/2) and
+    u = the smallest u with P(B >= u) <= alpha/2, plus one (the +1 turns "B < u" into the order statistic
+    x_(u)), so P(x_(l) <= quantile <= x_(u)) >= P(l <= B < u) >= level. A rank outside 1..n is None: at that
+    n no order statistic gives the bound. Same ranks as ``scipy.stats.quantile_test(...).confidence_interval``.
+    """
+    half = (1 - level) / 2
+    dist = binom(n, q)
+    low = int(dist.ppf(half))  # 1-based rank = scipy's 0-based index + 1
+    high = int(dist.isf(half)) + 1
+    return (low if low >= 1 else None), (high if high <= n else None)
+
+
+@functools.lru_cache(maxsize=64)
+def quantile_min_n(q: float, level: float) -> int:
+    """The fewest values for which both bounds of :func:`quantile_ranks` exist."""
+    half = (1 - level) / 2
+    n = max(1, math.ceil(math.log(half) / math.log(max(q, 1 - q))))
+    while None in quantile_ranks(n, q, level):  # the log bound is exact up to ties at the boundary
+        n += 1
+    return n
+
+
+def quantile_interval(sorted_values: np.ndarray, q: float, level: float) -> QuantileCI:
+    """:class:`QuantileCI` of the ``q`` quantile from values sorted ascending (no NaN)."""
+    n = len(sorted_values)
+    min_n = quantile_min_n(q, level)
+    if n == 0:
+        return QuantileCI(q, 0, None, None, None, None, None, min_n, "empty")
+    lo, hi = quantile_ranks(n, q, level)
+    dist = binom(n, q)
+    # P(lo <= B < hi), with a missing rank read as the end of the support (the bound is then open).
+    coverage = float(
+        dist.cdf((hi if hi is not None else n + 1) - 1) - dist.cdf((lo if lo is not None else 0) - 1)
+    )
+    return QuantileCI(
+        q,
+        n,
+        float(sorted_values[lo - 1]) if lo is not None else None,
+        float(sorted_values[hi - 1]) if hi is not None else None,
+        lo,
+        hi,
+        coverage if lo is not None and hi is not None else None,
+        min_n,
+        "ok" if lo is not None and hi is not None else "too_few_runs",
+    )
+
+
+def z_for(level: float) -> float:
+    """Two-sided standard normal quantile for a confidence level (1.959964 for 0.95)."""
+    return float(norm.ppf(1 - (1 - level) / 2))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gate_pipeline.lib.stats.config import AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, to_jsonable
+from gate_pipeline.lib.stats.intervals import quantile_interval
 from gate_pipeline.lib.stats.runs import Runs, as_runs, labels_coded, no_nan, rates_of, strata_coded
 
 
@@ -53,7 +55,32 @@ SUMMARY_COLUMNS = [
     "max",
     "mean",
     "status",
+    "median_ci_low",
+    "median_ci_high",
+    "median_ci_status",
+    "p95_ci_low",
+    "p95_ci_high",
+    "p95_ci_status",
 ]
+
+#: The quantiles whose order-statistic interval the summary reports (column prefix, q).
+INTERVAL_QUANTILES = (("median", 0.5), ("p95", 0.95))
+
+
+def _sorted_segments(values: np.ndarray, codes: np.ndarray, by_value: np.ndarray, count: np.ndarray):
+    """Per group code: its non-null values sorted ascending."""
+    ordered = values[by_value[np.argsort(codes[by_value], kind="stable")]]
+    return np.split(ordered, np.cumsum(count)[:-1])
+
+
+def _interval_cols(seg: np.ndarray, level: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, q in INTERVAL_QUANTILES:
+        ci = quantile_interval(seg, q, level)
+        out.update(
+            {f"{name}_ci_low": ci.ci_low, f"{name}_ci_high": ci.ci_high, f"{name}_ci_status": ci.status}
+        )
+    return out
 
 
 def unknown_rate_summary(
@@ -62,8 +89,11 @@ def unknown_rate_summary(
     """min / median / p95 / max / mean of ``unknown_rate`` overall, per policy_hash and per stratum.
 
     ``by`` lists grouping columns (default ``["policy_hash", "stratum"]``); the name ``"stratum"`` means the
-    configured strata (:func:`stratum_series`). p95 uses linear interpolation between order statistics
-    (numpy's default). Null rates are excluded from the statistics and counted in ``n_null``; a group without
+    configured strata (:func:`stratum_series`). median and p95 use linear interpolation between order
+    statistics (numpy's default 'linear', Hyndman & Fan type 7). ``median_ci_*`` / ``p95_ci_*``: the exact
+    binomial order-statistic interval at ``cfg.confidence_level`` (:func:`quantile_interval`); status
+    ``too_few_runs`` with a None bound when the group has too few values for that level (p95 at 95%: 72),
+    ``empty`` without values. Null rates are excluded from the statistics and counted in ``n_null``; a group without
     any rate has status ``empty`` and None statistics. Rows: group_by='overall' (group 'all') first, then
     groups sorted by (group_by, group). Null group values are labelled ``cfg.null_group_label``.
     """
@@ -94,6 +124,7 @@ def unknown_rate_summary(
             order_stats = np.column_stack([g.min(), g.median(), g.quantile(0.95), g.max()])
         else:
             order_stats = _order_stats(values, codes, by_value, count)
+        segments = _sorted_segments(values, codes, by_value, count)
         for code, label in enumerate(names):
             n = int(count[code])
             stat = [*order_stats[code], mean[code]]
@@ -109,11 +140,20 @@ def unknown_rate_summary(
                         for k, v in zip(("min", "median", "p95", "max", "mean"), stat, strict=True)
                     },
                     "status": "ok" if n else "empty",
+                    **_interval_cols(segments[code], cfg.confidence_level),
                 }
             )
     if not rows:  # empty input: one explicit overall row
         rows.append(
-            {"group_by": "overall", "group": "all", "runs": 0, "n": 0, "n_null": 0, "status": "empty"}
+            {
+                "group_by": "overall",
+                "group": "all",
+                "runs": 0,
+                "n": 0,
+                "n_null": 0,
+                "status": "empty",
+                **_interval_cols(np.zeros(0), cfg.confidence_level),
+            }
         )
     df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     rank = df["group_by"].map(lambda v: 0 if v == "overall" else 1)
