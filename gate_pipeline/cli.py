@@ -155,11 +155,20 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if before is not None:
         old = before["decision"]
         print(f"\nDecision before → after: {old['verdict']} → {decision['verdict']}")
-        fp_before = before["statistics"].get("warn_threshold", {}).get("with_whitelist", {}).get("fp_rate")
         after = orjson.loads(outputs.read_bytes("rollout_metrics.json"))
-        fp_after = after["statistics"].get("warn_threshold", {}).get("with_whitelist", {}).get("fp_rate")
-        print(f"False-positive rate of the WARN threshold (with whitelist): {fp_before} → {fp_after}")
+        for key, label in (
+            ("false_discovery_rate", "False-discovery rate (false positives / flagged runs)"),
+            ("false_positive_rate", "False-positive rate (false positives / clean runs)"),
+        ):
+            was, now = _warn_threshold_figure(before, key), _warn_threshold_figure(after, key)
+            print(f"{label} of the candidate's WARN threshold, with whitelist: {was} → {now}")
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
+
+
+def _warn_threshold_figure(metrics: dict, key: str) -> float | None:
+    """A with-whitelist figure of the WARN threshold (None when there is no threshold yet)."""
+    block = metrics["statistics"].get("warn_threshold", {}).get("with_whitelist") or {}
+    return block.get(key)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -163,6 +163,10 @@ def rollout_statistics(storage: GateStorage):
     columns = analysis.statistics_columns(cfg)
     history = analysis.read_history(data.read_bytes(HISTORY_FILE), columns).to_pandas()
     runs = analysis.Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
+    methods = analysis.methods_document(cfg)  # embedded as statistics.methods in rollout_metrics.json
+    data.write_bytes(
+        orjson.dumps(to_jsonable(methods), option=orjson.OPT_SORT_KEYS), "statistics", "methods.json"
+    )
     for asset_name, compute in analysis.SECTIONS.items():
         section = compute(runs, cfg)
         data.write_bytes(

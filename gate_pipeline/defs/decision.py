@@ -198,7 +198,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
     return [decision_outputs]
 
 
-CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
+CHART_COLUMNS = frozenset({"timestamp", "run_id", "policy_hash", "unknown_rate"})
 
 
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:

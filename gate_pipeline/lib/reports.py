@@ -582,10 +582,20 @@ def chart_png(
 
 
 def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame, float | None, float | None]:
-    """The series with spikes marked, the overall median and the recommended WARN threshold."""
-    # Every run above the spike bound (the statistics document lists only the highest spikes).
-    bound = statistics.get("spikes", {}).get("bound")
-    is_spike = history["unknown_rate"].gt(bound).fillna(False) if bound is not None else False
+    """The series with spikes (per policy_hash) marked, and the candidate policy's median and recommended WARN
+    threshold (None until it has enough runs)."""
+    # Every run above its policy's spike bound (the statistics document lists only the highest spikes).
+    spikes = statistics.get("spikes", {})
+    bounds = {p["policy_hash"]: p["bound"] for p in spikes.get("by_policy", []) if p.get("bound") is not None}
+    if bounds:
+        labels = (
+            history["policy_hash"]
+            .astype(object)
+            .where(history["policy_hash"].notna(), spikes["null_group_label"])
+        )
+        is_spike = history["unknown_rate"].gt(labels.map(bounds).astype(float)).fillna(False)
+    else:
+        is_spike = False
     series = history[["timestamp", "run_id", "unknown_rate"]].assign(is_spike=is_spike)
     threshold = statistics.get("warn_threshold", {}).get("threshold")
     median = statistics.get("warn_threshold", {}).get("median")

@@ -363,14 +363,9 @@ def test_spikes_min_excess_when_mad_is_zero_and_empty_inputs():
     assert (empty.status, empty.bound, empty.n_spikes, len(empty.by_reason)) == ("empty", None, 0, 0)
     only_null = S.spikes(classified([{"unknown_rate": None}]))
     assert only_null.status == "empty" and only_null.median is None
-    single = S.spikes(classified([{"unknown_rate": 0.3, "outcome": "FAIL"}]))
-    assert (single.status, single.median, single.mad, single.bound, single.n_spikes) == (
-        "ok",
-        0.3,
-        0.0,
-        0.3,
-        0,
-    )
+    single = S.spikes(classified([{"unknown_rate": 0.3, "outcome": "FAIL"}]))  # default floor 0.01
+    assert (single.status, single.median, single.mad, single.n_spikes) == ("ok", 0.3, 0.0, 0)
+    assert close(single.bound, 0.31)
 
 
 # ------------------------------------------------------------------------------------------------ risk
@@ -549,40 +544,41 @@ def test_warn_threshold_by_hand():
         {"unknown_rate": 0.10, "outcome": "PASS"},
         {"unknown_rate": 0.10, "outcome": "PASS"},
         {"unknown_rate": 0.30, "outcome": "PASS", "top_reasons": ["flaky_test"]},  # FP, fully whitelisted
-        {"unknown_rate": 0.40, "outcome": "WARN", "top_reasons": ["infra_dns"]},  # FP, fully whitelisted
+        {"unknown_rate": 0.40, "outcome": "WARN", "top_reasons": ["infra_dns"]},  # TP (WARN), whitelisted
         {"unknown_rate": 0.50, "outcome": "PASS", "top_reasons": ["flaky_test", "db_lock"]},  # FP, not fully
         {"unknown_rate": 0.60, "outcome": "FAIL", "top_reasons": ["flaky_test"]},  # TP, whitelisted away
         {"unknown_rate": 0.70, "outcome": "FAIL", "top_reasons": ["db_lock"]},  # TP
         {"unknown_rate": None, "outcome": "PASS"},
         {"unknown_rate": 0.9, "outcome": None},
     ]
-    res = S.warn_threshold(classified(rows), AnalysisConfig(warn_threshold_multiplier=2.0))
+    few = {"warn_threshold_min_runs": 1, "warn_threshold_floor": 0.0}
+    res = S.warn_threshold(classified(rows), AnalysisConfig(warn_threshold_multiplier=2.0, **few))
     # 8 usable rates: median of .05 .1 .1 .3 .4 .5 .6 .7 = (.3 + .4) / 2 = .35; threshold .7 -> nothing > .7
-    assert (res.n_runs, res.excluded_runs) == (8, 2)
+    assert (res.n_runs, res.excluded_runs, res.policy_hash) == (8, 2, "a6f53e")
     assert close(res.median, 0.35) and close(res.threshold, 0.7)
-    assert (
-        res.without_whitelist["flagged_runs"] == 0 and res.without_whitelist["fp_rate_status"] == "empty_cell"
-    )
+    wo = res.without_whitelist
+    assert wo["flagged_runs"] == 0 and wo["false_discovery_rate_status"] == "empty_cell"
+    assert wo["false_positive_rate"] == 0.0 and wo["clean_runs"] == 5
 
-    res = S.warn_threshold(classified(rows), AnalysisConfig(warn_threshold_multiplier=0.5))
+    res = S.warn_threshold(classified(rows), AnalysisConfig(warn_threshold_multiplier=0.5, **few))
     assert close(res.threshold, 0.175)
     wo, wi = res.without_whitelist, res.with_whitelist
-    # without: flagged .3 .4 .5 .6 .7 -> 5, FP = 3 (.3 .4 .5); non-FAIL runs = 6
-    assert (wo["flagged_runs"], wo["false_positives"], wo["true_positives"]) == (5, 3, 2)
-    assert close(wo["fp_rate"], 3 / 5) and close(wo["fp_rate_of_non_fail"], 3 / 6)
-    lo, hi = wilson_ref(3, 5)
-    assert close(wo["fp_rate_ci_low"], lo) and close(wo["fp_rate_ci_high"], hi)
+    # without: flagged .3 .4 .5 .6 .7 -> 5; the WARN (.4) and the FAILs (.6 .7) are signals, FP = .3 .5
+    assert (wo["flagged_runs"], wo["false_positives"], wo["flagged_fail"], wo["flagged_warn"]) == (5, 2, 2, 1)
+    # clean runs (neither WARN nor FAIL) among the 8: .05 .1 .1 .3 .5
+    assert wo["clean_runs"] == 5
+    assert close(wo["false_discovery_rate"], 2 / 5) and close(wo["false_positive_rate"], 2 / 5)
+    lo, hi = wilson_ref(2, 5)
+    assert close(wo["false_discovery_rate_ci_low"], lo) and close(wo["false_discovery_rate_ci_high"], hi)
     # with: .3, .4 and .6 are fully whitelisted -> rate 0; flagged .5 .7 -> FP 1
     assert (wi["flagged_runs"], wi["false_positives"], wi["fully_whitelisted_runs"]) == (2, 1, 3)
-    assert close(wi["fp_rate"], 0.5)
-    assert (
-        res.fp_runs_avoided == 2
-        and close(res.fp_rate_reduction, 0.1)
-        and close(res.fp_relative_reduction, 2 / 3)
-    )
+    assert close(wi["false_discovery_rate"], 0.5) and close(wi["false_positive_rate"], 1 / 5)
+    assert res.fp_runs_avoided == 1 and close(res.fp_relative_reduction, 1 / 2)
+    assert close(res.false_discovery_rate_reduction, -0.1) and close(res.false_positive_rate_reduction, 0.2)
 
     floor = S.warn_threshold(
-        classified(rows), AnalysisConfig(warn_threshold_multiplier=0.1, warn_threshold_floor=0.45)
+        classified(rows),
+        AnalysisConfig(warn_threshold_multiplier=0.1, warn_threshold_floor=0.45, warn_threshold_min_runs=1),
     )
     assert close(floor.threshold, 0.45) and floor.without_whitelist["flagged_runs"] == 3
 
@@ -596,12 +592,14 @@ def test_warn_threshold_empty_and_no_false_positives():
         None,
         1,
     )
-    assert e.without_whitelist["fp_rate"] is None
+    assert e.without_whitelist is None and e.with_whitelist is None
     only_fail = [{"unknown_rate": x, "outcome": "FAIL"} for x in (0.0, 0.1, 0.6)]
-    r = S.warn_threshold(classified(only_fail))  # median .1, threshold .2: flags the .6 run, a true positive
-    assert r.without_whitelist["flagged_runs"] == 1 and r.without_whitelist["fp_rate_of_non_fail"] is None
+    # median .1, threshold .2: flags the .6 run, a true positive
+    r = S.warn_threshold(classified(only_fail), AnalysisConfig(warn_threshold_min_runs=3))
+    assert r.without_whitelist["flagged_runs"] == 1 and r.without_whitelist["false_positive_rate"] is None
+    assert r.without_whitelist["false_positive_rate_status"] == "empty_cell"  # no clean run at all
     assert r.without_whitelist["false_positives"] == 0 and r.fp_relative_reduction is None
-    assert r.without_whitelist["fp_rate"] == 0.0 and r.fp_rate_reduction == 0.0
+    assert r.without_whitelist["false_discovery_rate"] == 0.0 and r.false_discovery_rate_reduction == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- JSON

@@ -43,6 +43,7 @@ from gate_pipeline.lib.stats.sections import (
     SECTIONS,
     STATISTICS_COLUMNS,
     counts_section,
+    methods_document,
     read_history,
     statistics_columns,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "counts_section",
     "katz_ratio",
     "load_analysis_config",
+    "methods_document",
     "newcombe_diff",
     "newcombe_paired_diff",
     "paired_ratio",

@@ -38,15 +38,35 @@ class AnalysisConfig(BaseModel):
     spike_mad_k: float = Field(3.0, gt=0, description="Spike bound = median + k * scale * MAD.")
     spike_mad_scale: float = Field(1.4826, gt=0, description="MAD scale (1.4826 = consistent with sigma).")
     spike_min_excess: float = Field(
-        0.0,
+        0.01,
         ge=0,
         le=1,
-        description="Minimum bound - median, so MAD = 0 does not flag every run above median.",
+        description="Floor of bound - median (one percentage point of unknown_rate), so MAD = 0 (most runs at "
+        "the median, e.g. 0) does not make every run above the median a spike.",
     )
     warn_threshold_multiplier: float = Field(
         2.0, gt=0, description="Recommended WARN threshold = multiplier * median unknown_rate ..."
     )
-    warn_threshold_floor: float = Field(0.0, ge=0, le=1, description="... but at least this value.")
+    warn_threshold_floor: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="... but at least this value (2 percentage points), so a median of 0 does not give a "
+        "threshold of 0 that WARNs on any unknown.",
+    )
+    warn_threshold_min_runs: int = Field(
+        40,
+        ge=1,
+        description="No WARN threshold from fewer runs of a policy_hash (status insufficient_runs); seed 000 "
+        "asks for about 40 runs before deriving thresholds.",
+    )
+    candidate_min_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="The candidate policy is the most recently introduced policy_hash with at least this share "
+        "of the runs since its first run (gate_pipeline.lib.policies.candidate_policy).",
+    )
     confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of every confidence interval.")
     fail_outcomes: list[str] = Field(default_factory=lambda: ["FAIL"], min_length=1)
     warn_outcomes: list[str] = Field(default_factory=lambda: ["WARN"], min_length=1)

@@ -30,10 +30,12 @@ from gate_pipeline.lib.stats.runs import (
 
 @dataclass
 class RiskResult:
-    """Risk differences / ratios. See :func:`risk_measures` for definitions."""
+    """Risk differences / ratios. See :func:`risk_measures` for definitions. ``scope`` says that both pool
+    the runs of every policy_hash (the null hash included)."""
 
     whitelist_comparison: dict[str, Any]
     by_reason: pd.DataFrame = field(repr=False)
+    scope: str = "pooled: all policy hashes"
 
 
 _RISK_REASON_COLUMNS = ["reason", *fail_comparison_columns("with", "without")]

@@ -12,6 +12,7 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.classify import parse_json_array
+from gate_pipeline.lib.policies import candidate_policy
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
 
 
@@ -266,3 +267,16 @@ def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
             parts.append(uniq[c])
         out.append((tuple(reversed(parts)), idx))
     return out
+
+
+def candidate_label(runs: Runs, cfg: AnalysisConfig) -> str | None:
+    """The candidate policy_hash (:func:`~gate_pipeline.lib.policies.candidate_policy` with
+    ``cfg.candidate_min_share``): the policy whose per-policy statistics the decision uses. None when no run
+    has a policy_hash or the history lacks timestamp / run_id."""
+
+    def compute() -> str | None:
+        if not {"policy_hash", "timestamp", "run_id"} <= set(runs.df.columns):
+            return None
+        return candidate_policy(runs.df, cfg.candidate_min_share)[0]
+
+    return runs.derived(("candidate", cfg.candidate_min_share), compute)

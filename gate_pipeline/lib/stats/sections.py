@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,6 +70,42 @@ SECTIONS = {
     "stratum_metrics": strata_section,
     "warn_threshold_recommendation": warn_threshold_section,
 }
+
+
+def methods_document(cfg: AnalysisConfig) -> dict[str, Any]:
+    """The methods behind every statistics section, named for rollout_metrics.json (``statistics.methods``)
+    and the report, with the parameters in effect."""
+    return {
+        "confidence_level": cfg.confidence_level,
+        "z": cfg.z,
+        "sequential": "none: these statistics are fixed-sample descriptions of the history; the decision's "
+        "rules name their own interval and sequential method",
+        "quantile": "linear interpolation between order statistics (numpy 'linear', Hyndman & Fan type 7)",
+        "quantile_interval": "exact binomial order-statistic interval, two-sided, ranks of "
+        "scipy.stats.quantile_test; none (status too_few_runs) when n is too small for the level",
+        "rate_interval": "Wilson score",
+        "difference_interval": "Newcombe hybrid score (independent groups, 1998 method 10); Newcombe paired "
+        "with continuity-corrected phi (same runs)",
+        "ratio_interval": "log method: Katz (independent groups); var = (b+c)/((a+b)(a+c)) (same runs)",
+        "mad": "median absolute deviation, unscaled (scipy.stats.median_abs_deviation, scale 1)",
+        "spike_bound": "per policy_hash: median + max(spike_mad_k * spike_mad_scale * MAD, spike_min_excess)",
+        "spike_mad_k": cfg.spike_mad_k,
+        "spike_mad_scale": cfg.spike_mad_scale,
+        "spike_min_excess": cfg.spike_min_excess,
+        "warn_threshold": "per policy_hash: max(warn_threshold_multiplier * median, warn_threshold_floor), "
+        "from at least warn_threshold_min_runs runs",
+        "warn_threshold_multiplier": cfg.warn_threshold_multiplier,
+        "warn_threshold_floor": cfg.warn_threshold_floor,
+        "warn_threshold_min_runs": cfg.warn_threshold_min_runs,
+        "false_discovery_rate": "false positives / flagged runs (flagged: unknown_rate above the threshold; "
+        "false positive: flagged with an outcome neither in fail_outcomes nor in warn_outcomes)",
+        "false_positive_rate": "false positives / clean runs (outcome neither in fail_outcomes nor in "
+        "warn_outcomes)",
+        "policies": "spikes, recurring patterns and the WARN threshold are per policy_hash (null hash: "
+        f"{cfg.null_group_label!r}); the decision uses the candidate's: the most recently introduced "
+        f"policy_hash with at least {cfg.candidate_min_share} of the runs since its first run; risk measures "
+        "and strata rows with scope 'stratum' pool all policy hashes",
+    }
 
 
 COUNT_KEYS = [

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+from scipy.stats import median_abs_deviation
 
 from gate_pipeline.lib.stats.config import AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, to_jsonable
@@ -16,10 +18,13 @@ from gate_pipeline.lib.stats.intervals import (
 from gate_pipeline.lib.stats.runs import (
     Runs,
     as_runs,
+    candidate_label,
+    groups,
     item_outcome_counts,
     json_sets,
     no_nan,
     outcome_flags,
+    policy_coded,
     rates_of,
     sort_cols,
 )
@@ -27,84 +32,103 @@ from gate_pipeline.lib.stats.runs import (
 
 @dataclass
 class SpikeResult:
-    """Spikes of unknown_rate above median + k*scale*MAD (bound at least median + spike_min_excess).
+    """Spikes of unknown_rate, per policy_hash: runs above their policy's median + k*scale*MAD (the bound at
+    least median + spike_min_excess). Policies differ in their typical unknown_rate, so one pooled median
+    would hide a policy whose every run sits above another's.
 
-    ``by_reason``: per top reason of the spike runs (``no_reason_label`` if a spike run lists none), the FAIL
-    rate among spike runs with that reason vs the FAIL rate among all other runs with a known outcome
-    ("elsewhere" = every run that is not a spike run listing this reason, spikes with other reasons included),
-    with Wilson CIs, Newcombe risk difference and Katz risk ratio (spike minus/over elsewhere).
+    ``by_policy``: per policy_hash label (a null hash is ``null_group_label``): runs with a rate, median, MAD
+    (unscaled), bound, spikes, status. The top-level ``median`` / ``mad`` / ``bound`` / ``n_runs`` /
+    ``status`` are the candidate policy's (``policy_hash``; :func:`candidate_label`), the one the decision
+    uses; ``n_spikes`` counts spike runs of every policy.
+
+    ``by_reason``: per (policy_hash, top reason of its spike runs; ``no_reason_label`` if a spike run lists
+    none), the FAIL rate among that policy's spike runs with that reason vs among the policy's other runs
+    with a known outcome, with Wilson CIs, Newcombe risk difference and Katz risk ratio (spike minus/over
+    other).
     """
 
+    policy_hash: str | None
     n_runs: int
     median: float | None
     mad: float | None
     bound: float | None
     n_spikes: int
-    status: str  # ok | empty
+    status: str  # ok | empty | no_candidate
+    null_group_label: str
+    by_policy: pd.DataFrame = field(repr=False)
     spike_runs: pd.DataFrame = field(repr=False)
     by_reason: pd.DataFrame = field(repr=False)
 
 
 SPIKE_RUN_COLUMNS = ["run_id", "timestamp", "date", "policy_hash", "unknown_rate", "outcome", "top_reasons"]
+BY_POLICY_COLUMNS = ["policy_hash", "runs", "median", "mad", "bound", "spikes", "status"]
 
 
 def spikes(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -> SpikeResult:
-    """Find unknown_rate spikes (seed 000 outlier definition) and relate them, by top reason, to FAIL.
+    """Find unknown_rate spikes per policy_hash (seed 000 outlier definition; stability per policy version)
+    and relate them, by top reason, to FAIL.
 
-    A run is a spike when ``unknown_rate > bound`` with bound = median + max(k * scale * MAD,
-    spike_min_excess) over all non-null rates, MAD = median(|x - median|). ``spike_runs`` is sorted by
-    (timestamp, run_id); ``by_reason`` by reason. See :class:`SpikeResult` for the FAIL comparison.
+    Within each policy_hash, a run is a spike when ``unknown_rate > bound`` with bound = median +
+    max(k * scale * MAD, spike_min_excess) over that policy's non-null rates, MAD = median(|x - median|)
+    (``scipy.stats.median_abs_deviation``, scale 1). ``spike_runs`` (with its policy's ``bound``) is sorted
+    by (timestamp, run_id); ``by_policy`` by policy_hash; ``by_reason`` by (policy_hash, reason).
     """
     cfg = cfg or AnalysisConfig()
     z = cfg.z
     runs = as_runs(classified)
     classified = runs.df
-    rates = rates_of(runs)
-    valid = rates.dropna()
-    n = int(len(valid))
+    rates = rates_of(runs).to_numpy()
+    valid = ~np.isnan(rates)
     cols = [c for c in SPIKE_RUN_COLUMNS if c in classified.columns]
-    br_cols = _SPIKE_REASON_COLUMNS
-    if n == 0:
-        return SpikeResult(
-            0,
-            None,
-            None,
-            None,
-            0,
-            "empty",
-            no_nan(classified[cols].iloc[0:0]),
-            pd.DataFrame(columns=br_cols),
-        )
-    med = float(valid.median())
-    mad = float((valid - med).abs().median())
-    bound = med + max(cfg.spike_mad_k * cfg.spike_mad_scale * mad, cfg.spike_min_excess)
-    is_spike = (rates > bound).fillna(False).to_numpy()
-    sort_keys = [c for c in ("timestamp", "run_id") if c in cols]
-    spike_runs = classified.loc[is_spike, cols]
-    spike_runs = sort_cols(spike_runs.reset_index(drop=True), sort_keys) if sort_keys else spike_runs
-
     known, _, is_fail = outcome_flags(runs, cfg)
     r_codes, r_items = json_sets(runs, "top_reasons")
-    total_known = int(known.sum())
-    total_fail = int((known & is_fail).sum())
-    out = []
-    per_reason = item_outcome_counts(
-        r_codes[is_spike], r_items, known[is_spike], is_fail[is_spike], cfg.no_reason_label
+    is_spike = np.zeros(len(rates), dtype=bool)
+    bound_of_run = np.full(len(rates), np.nan)
+    policies, reasons = [], []
+    for (h,), idx in groups(policy_coded(runs, cfg)):
+        r = rates[idx][valid[idx]]
+        if not len(r):
+            policies.append((h, 0, None, None, None, 0, "empty"))
+            continue
+        med = float(np.median(r))
+        mad = float(median_abs_deviation(r, scale=1.0))
+        bound = med + max(cfg.spike_mad_k * cfg.spike_mad_scale * mad, cfg.spike_min_excess)
+        spike = rates[idx] > bound  # NaN compares False
+        is_spike[idx] = spike
+        bound_of_run[idx] = bound
+        policies.append((h, len(r), med, mad, bound, int(spike.sum()), "ok"))
+        total_known, total_fail = int(known[idx].sum()), int((known & is_fail)[idx].sum())
+        at = idx[spike]
+        per_reason = item_outcome_counts(r_codes[at], r_items, known[at], is_fail[at], cfg.no_reason_label)
+        for reason, size, n_s, f_s in per_reason:
+            comparison = fail_comparison("spike", n_s, f_s, "other", total_known - n_s, total_fail - f_s, z)
+            reasons.append({"policy_hash": h, "reason": reason, "spike_runs": size, **comparison})
+    by_policy = sort_cols(pd.DataFrame(policies, columns=BY_POLICY_COLUMNS), ["policy_hash"])
+    by_reason = sort_cols(pd.DataFrame(reasons, columns=_SPIKE_REASON_COLUMNS), ["policy_hash", "reason"])
+    sort_keys = [c for c in ("timestamp", "run_id") if c in cols]
+    spike_runs = classified.loc[is_spike, cols].assign(bound=bound_of_run[is_spike]).reset_index(drop=True)
+    spike_runs = sort_cols(spike_runs, sort_keys) if sort_keys else spike_runs
+    candidate = candidate_label(runs, cfg)
+    row = by_policy[by_policy["policy_hash"] == candidate] if candidate is not None else by_policy.iloc[0:0]
+    if row.empty:
+        head: tuple = (0, None, None, None)
+        status = "empty" if not valid.any() else "no_candidate"
+    else:
+        rec = row.iloc[0]
+        head, status = (int(rec["runs"]), rec["median"], rec["mad"], rec["bound"]), str(rec["status"])
+    return SpikeResult(
+        candidate,
+        *head,
+        int(is_spike.sum()),
+        status,
+        cfg.null_group_label,
+        no_nan(by_policy),
+        no_nan(spike_runs),
+        no_nan(by_reason),
     )
-    for reason, size, n_s, f_s in per_reason:
-        n_o, f_o = total_known - n_s, total_fail - f_s
-        out.append(
-            {
-                "reason": reason,
-                "spike_runs": size,
-                **fail_comparison("spike", n_s, f_s, "other", n_o, f_o, z),
-            }
-        )
-    by_reason = no_nan(pd.DataFrame(out, columns=br_cols))
-    return SpikeResult(n, med, mad, bound, int(is_spike.sum()), "ok", no_nan(spike_runs), by_reason)
 
 
-_SPIKE_REASON_COLUMNS = ["reason", "spike_runs", *fail_comparison_columns("spike", "other")]
+_SPIKE_REASON_COLUMNS = ["policy_hash", "reason", "spike_runs", *fail_comparison_columns("spike", "other")]
 
 
 SPIKE_RUNS_IN_DOCUMENT = 100  # the highest ones; tables/spike_runs.csv has every spike run
@@ -119,6 +143,9 @@ def spike_section(history: pd.DataFrame | Runs, cfg: AnalysisConfig) -> Section:
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     document = to_jsonable({**fields, "spike_runs": top.head(SPIKE_RUNS_IN_DOCUMENT)})
     document["spike_runs_listed"] = min(SPIKE_RUNS_IN_DOCUMENT, len(top))
-    return Section(
-        "spikes", document, {"spike_runs": result.spike_runs, "spikes_by_reason": result.by_reason}, numbers
-    )
+    tables = {
+        "spike_runs": result.spike_runs,
+        "spikes_by_policy": result.by_policy,
+        "spikes_by_reason": result.by_reason,
+    }
+    return Section("spikes", document, tables, numbers)
