@@ -7,16 +7,14 @@ from gate_pipeline.defs.analysis import HISTORY_FILE, VERSIONS_FOLDER
 from gate_pipeline.defs.automation import SEEN_EVENT_ID, follows_parent, latest_event_id
 from gate_pipeline.defs.metadata import OWNERS, column_schema
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.lib import series as series_lib
+from gate_pipeline.lib import series_cache
 from gate_pipeline.lib.analysis import counts_section
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
 
 SOURCE_TABLE = "classified_runs"
-CACHE_FOLDER = (
-    "rollout_series_cache"  # per-day formatted + validated fragments (lib/series.py, update_series)
-)
-LEGACY_CACHE = ("rollout_union.parquet", "rollout_union_versions.json")  # the former union cache
+# Per-day formatted + validated fragments (lib/series_cache.py, update_series).
+CACHE_FOLDER = "rollout_series_cache"
 
 
 def classified_versions(storage: GateStorage) -> dict[str, str]:
@@ -45,10 +43,10 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     data = storage.data()
     versions = classified_versions(storage)
     try:
-        built = series_lib.update_series(
+        built = series_cache.update_series(
             data, CACHE_FOLDER, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
         )
-    except series_lib.SeriesSchemaError as exc:
+    except series_cache.SeriesSchemaError as exc:
         raise dg.Failure(
             "rollout_series violates its schema",
             metadata={"failure_cases": dg.MetadataValue.json(exc.failures[:50])},
@@ -57,9 +55,6 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     csv_url = outputs.write_bytes(built.csv, "rollout_series.csv")
     outputs.write_bytes(built.series_parquet, "rollout_series.parquet")
     data.write_bytes(built.history_parquet, HISTORY_FILE)
-    for name in LEGACY_CACHE:
-        if data.exists(name):
-            series_lib.remove(data, name)
     counts = counts_section(
         [orjson.loads(b) for b in data.read_folder("ingest_counts", suffix=".json").values()],
         [orjson.loads(b) for b in data.read_folder("table_counts", suffix=".json").values()],
