@@ -92,7 +92,7 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
-    from gate_pipeline.defs.analysis import unchanged_config_sources
+    from gate_pipeline.defs.config import unchanged_config_sources
     from gate_pipeline.defs.resources import GateStorage
 
     home = _ensure_dagster_home()
