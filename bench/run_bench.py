@@ -519,11 +519,11 @@ def bench_floor(args: argparse.Namespace, result: SizeResult, startup_s: float) 
         f"\n== Dagster floor: the same graph with no-op steps, on a copy of {tdir / 'dagster_home'} ==",
         flush=True,
     )
-    os.environ["GATE_PIPELINE_START_DATE"] = days[0]
     settings = Settings.from_env(
         artifacts_url=str(size_dir / "artifacts"),
         outputs_url=str(tdir / "out"),
         data_url=str(tdir / "out" / "_data"),
+        start_date=days[0],
     )
     real = build_definitions(settings)
     floors = {}

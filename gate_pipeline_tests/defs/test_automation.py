@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from gate_pipeline.dagster_helpers.conditions import SEEN_EVENT_ID, latest_event_id, seen_event_id
 from gate_pipeline.definitions import build_definitions
-from gate_pipeline.defs.automation import SEEN_EVENT_ID, latest_event_id, seen_event_id
-from gate_pipeline.defs.sensors import INGEST_CHAIN
+from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.settings import Settings
 from gate_pipeline.synthetic import CorpusSpec, generate
 from gate_pipeline_tests.pipeline_helpers import date_range, materialize_all, settings_for
