@@ -185,8 +185,8 @@ def test_config_values_are_used():
         (b"strata_column: 'metrics.'\n", ["strata_column", "needs a key"]),
         (b"strata_column: ''\n", ["strata_column", "must not be empty"]),
         (b"spike_k: 3\n", ["spike_k", "Extra inputs"]),
-        (b"warn_outcomes: [FAIL]\n", ["overlap", "FAIL"]),
-        (b"strata_comparisons: [[a]]\n", ["strata_comparisons.0"]),
+        (b"warn_outcomes: [FAIL]\n", ["warn_outcomes: overlaps fail_outcomes", "FAIL"]),
+        (b"strata_comparisons: [[a]]\n", ["strata_comparisons[0]"]),
     ],
 )
 def test_config_errors_name_file_key_problem(raw, fragments):

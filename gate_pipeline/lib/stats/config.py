@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gate_pipeline.lib.config import ConfigError, ConfigProblem, load_model
 from gate_pipeline.lib.stats.intervals import z_for
 
 #: A strata column naming a key of metrics.json (``metrics.arm``) starts with this.
 METRICS_PREFIX = "metrics."
 
 
-class AnalysisConfigError(ValueError):
-    """Bad analysis config; the message names the file, the key and the problem."""
+#: A bad analysis config is the project's one config error (the name stays for existing callers).
+AnalysisConfigError = ConfigError
 
 
 class AnalysisConfig(BaseModel):
@@ -91,7 +91,7 @@ class AnalysisConfig(BaseModel):
     def _disjoint(self) -> AnalysisConfig:
         both = set(self.fail_outcomes) & set(self.warn_outcomes)
         if both:
-            raise ValueError(f"fail_outcomes and warn_outcomes overlap: {sorted(both)}")
+            raise ConfigProblem("warn_outcomes", f"overlaps fail_outcomes: {sorted(both)}")
         return self
 
     @property
@@ -101,24 +101,7 @@ class AnalysisConfig(BaseModel):
 
 
 def load_analysis_config(raw: bytes, source: str) -> AnalysisConfig:
-    """Parse YAML (or JSON) bytes into :class:`AnalysisConfig`; empty file = all defaults.
+    """Parse YAML (or JSON) bytes into :class:`AnalysisConfig`; an empty file is all defaults.
 
-    Raises :class:`AnalysisConfigError` naming ``source``, the key and the problem.
-    """
-    try:
-        data = yaml.safe_load(raw) if raw.strip() else {}
-    except yaml.YAMLError as exc:
-        raise AnalysisConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise AnalysisConfigError(f"{source}: top level must be a mapping of settings")
-    try:
-        return AnalysisConfig.model_validate(data)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "<root>"
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{key}: {msg}")
-        raise AnalysisConfigError(f"{source}: " + "; ".join(parts)) from exc
+    Raises :class:`~gate_pipeline.lib.config.ConfigError` naming ``source``, the key and the problem."""
+    return load_model(raw, source, AnalysisConfig, empty_is_default=True)
