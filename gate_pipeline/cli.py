@@ -166,10 +166,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
-def _warn_threshold_figure(metrics: dict, key: str) -> float | None:
-    """A with-whitelist figure of the WARN threshold (None when there is no threshold yet)."""
+def _warn_threshold_figure(metrics: dict, key: str) -> float | str:
+    """A with-whitelist figure of the WARN threshold; "n/a" without a threshold (too few runs) or a value."""
     block = metrics["statistics"].get("warn_threshold", {}).get("with_whitelist") or {}
-    return block.get(key)
+    value = block.get(key)
+    return "n/a" if value is None else value
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

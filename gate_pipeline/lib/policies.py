@@ -31,14 +31,13 @@ def candidate_policy(df: pd.DataFrame, min_share: float) -> tuple[str | None, st
     known = ~pd.isna(hashes)
     if not known.any():
         return None, None
-    values = hashes[known].astype(str)
-    order = [str(h) for h in pd.unique(values)]  # by first appearance
-    codes = pd.Categorical(values, categories=order).codes
-    first = np.full(len(order), len(values))
-    np.minimum.at(first, codes, np.arange(len(values)))
+    codes, uniques = pd.factorize(hashes[known])  # codes numbered by first appearance
+    order = [str(h) for h in uniques]
+    _, first = np.unique(codes, return_index=True)
     totals = np.bincount(codes, minlength=len(order))
+    n = len(codes)
     for i in range(len(order) - 1, -1, -1):
-        since = len(values) - int(first[i])  # runs with a hash from this hash's first run on
+        since = n - int(first[i])  # runs with a hash from this hash's first run on
         if totals[i] >= min_share * since:
             return order[i], (order[i - 1] if i > 0 else None)
     return order[0], None  # unreachable: the oldest hash has every run since its first
@@ -49,10 +48,14 @@ def _ordered_hashes(df: pd.DataFrame) -> np.ndarray:
     if df.empty:
         return np.array([], dtype=object)
     ts = pd.to_datetime(df["timestamp"], utc=True, errors="coerce")
-    ts_key = ts.to_numpy(dtype="datetime64[ns]").view("i8")
-    ts_key = np.where(ts.isna().to_numpy(), np.iinfo(np.int64).max, ts_key)
-    run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
-    order = np.lexsort((run_key, ts_key))
+    ts_key = np.where(
+        ts.isna().to_numpy(), np.iinfo(np.int64).max, ts.to_numpy(dtype="datetime64[ns]").view("i8")
+    )
+    if len(ts_key) < 2 or bool((np.diff(ts_key) > 0).all()):
+        order = np.arange(len(ts_key))  # strictly increasing timestamps: run_id cannot reorder anything
+    else:
+        run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
+        order = np.lexsort((run_key, ts_key))
     return df["policy_hash"].to_numpy(dtype=object)[order]
 
 

@@ -35,3 +35,18 @@ def test_a_stray_newer_hash_below_the_share_is_passed_over_and_nulls_never_count
 def test_candidate_is_independent_of_row_order():
     df = _runs(["a"] * 5 + ["b", "a", "b"])
     assert candidate_policy(df.iloc[::-1], 0.3) == candidate_policy(df, 0.3) == ("b", "a")
+
+
+def test_runs_at_the_same_time_are_ordered_by_run_id_and_null_timestamps_come_last():
+    ts = pd.Timestamp("2026-03-01T10:00:00Z")
+    df = pd.DataFrame(
+        {
+            "timestamp": [ts, ts, ts + pd.Timedelta(hours=1), pd.NaT],
+            "run_id": ["r2", "r1", "r3", "r0"],
+            "policy_hash": ["second", "first", "second", "late"],
+        }
+    )
+    assert introduction_order(df) == ["first", "second", "late"]
+    assert candidate_policy(df, 0.5) == ("late", "second")  # 1 of 1 run since its first
+    assert candidate_policy(df, 1.0) == ("late", "second")
+    assert candidate_policy(df.iloc[:3], 0.5) == ("second", "first")
