@@ -42,7 +42,7 @@ postgres-deps:
 test: setup browser-deps postgres-deps check-defs
 	$(PY) -m pytest
 
-## The inner loop: unit tests and in-process Dagster runs; no servers, no slow tests (about a minute).
+## The inner loop: unit tests and in-process Dagster runs; no servers, no slow tests.
 FAST_MARKERS := not e2e and not browser and not postgres and not s3 and not slow
 test-fast: setup
 	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
