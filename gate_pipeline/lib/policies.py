@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gate_pipeline.lib.series import in_series_order
+
 
 def introduction_order(df: pd.DataFrame) -> list[str]:
     """The non-null policy hashes in the order of their first run by (timestamp, run_id)."""
@@ -51,11 +53,9 @@ def _ordered_hashes(df: pd.DataFrame) -> np.ndarray:
     ts_key = np.where(
         ts.isna().to_numpy(), np.iinfo(np.int64).max, ts.to_numpy(dtype="datetime64[ns]").view("i8")
     )
-    if len(ts_key) < 2 or bool((np.diff(ts_key) > 0).all()):
-        order = np.arange(len(ts_key))  # strictly increasing timestamps: run_id cannot reorder anything
-    else:
-        run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
-        order = np.lexsort((run_key, ts_key))
+    run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
+    # The history is stored in series order: then no sort.
+    order = np.arange(len(ts_key)) if in_series_order(ts_key, run_key) else np.lexsort((run_key, ts_key))
     return df["policy_hash"].to_numpy(dtype=object)[order]
 
 
