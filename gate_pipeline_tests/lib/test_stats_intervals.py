@@ -1,4 +1,5 @@
-"""Order-statistic intervals for quantiles, checked against scipy and a direct binomial computation."""
+"""Intervals checked against oracles: order-statistic quantile intervals against scipy and a direct binomial
+computation, Wilson / Newcombe / Katz against statsmodels."""
 
 import math
 from statistics import NormalDist
@@ -6,6 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from gate_pipeline.lib import stats as S
 from gate_pipeline.lib.stats.intervals import quantile_interval, quantile_min_n, quantile_ranks
@@ -65,3 +67,21 @@ def test_summary_reports_quantile_intervals_with_status_never_nan():
     small = table.loc[("policy_hash", "h2")]  # 20 values: no upper bound for p95 at 95%
     assert small["p95_ci_status"] == "too_few_runs" and small["p95_ci_high"] is None
     assert small["p95_ci_low"] == 0.96 and small["median_ci_status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("x1", "n1", "x2", "n2"),
+    [(3, 10, 1, 10), (7, 40, 0, 12), (12, 12, 5, 30), (1, 3, 2, 3), (50, 400, 9, 35)],
+)
+def test_rate_difference_and_ratio_intervals_match_statsmodels(x1, n1, x2, n2):
+    z = S.AnalysisConfig().z
+    for x, n in ((x1, n1), (x2, n2)):
+        r = S.wilson(x, n, z)
+        assert (r.ci_low, r.ci_high) == pytest.approx(proportion_confint(x, n, method="wilson"), abs=1e-12)
+    d = S.newcombe_diff(x1, n1, x2, n2, z)
+    oracle = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff")
+    assert (d.ci_low, d.ci_high) == pytest.approx(tuple(map(float, oracle)), abs=1e-12)
+    if x1 > 0 and x2 > 0:  # the log interval needs both counts
+        r = S.katz_ratio(x1, n1, x2, n2, z)
+        oracle = confint_proportions_2indep(x1, n1, x2, n2, method="log", compare="ratio")
+        assert (r.ci_low, r.ci_high) == pytest.approx(tuple(map(float, oracle)), rel=1e-10)
