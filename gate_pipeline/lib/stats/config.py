@@ -64,8 +64,13 @@ class AnalysisConfig(BaseModel):
         0.1,
         gt=0,
         le=1,
-        description="The candidate policy is the most recently introduced policy_hash with at least this share "
-        "of the runs since its first run (gate_pipeline.lib.policies.candidate_policy).",
+        description="The candidate policy is the most recently introduced policy_hash holding at least this "
+        "share of the last candidate_recent_runs runs (gate_pipeline.lib.policies.candidate_policy).",
+    )
+    candidate_recent_runs: int = Field(
+        50,
+        ge=1,
+        description="How many of the latest runs with a policy_hash candidate_min_share counts over.",
     )
     confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of every confidence interval.")
     fail_outcomes: list[str] = Field(default_factory=lambda: ["FAIL"], min_length=1)

@@ -271,12 +271,12 @@ def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
 
 def candidate_label(runs: Runs, cfg: AnalysisConfig) -> str | None:
     """The candidate policy_hash (:func:`~gate_pipeline.lib.policies.candidate_policy` with
-    ``cfg.candidate_min_share``): the policy whose per-policy statistics the decision uses. None when no run
+    ``cfg.candidate_min_share`` and ``cfg.candidate_recent_runs``): the policy whose per-policy statistics the decision uses. None when no run
     has a policy_hash or the history lacks timestamp / run_id."""
 
     def compute() -> str | None:
         if not {"policy_hash", "timestamp", "run_id"} <= set(runs.df.columns):
             return None
-        return candidate_policy(runs.df, cfg.candidate_min_share)[0]
+        return candidate_policy(runs.df, cfg.candidate_min_share, recent_runs=cfg.candidate_recent_runs)[0]
 
-    return runs.derived(("candidate", cfg.candidate_min_share), compute)
+    return runs.derived(("candidate", cfg.candidate_min_share, cfg.candidate_recent_runs), compute)

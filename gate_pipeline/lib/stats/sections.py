@@ -103,8 +103,8 @@ def methods_document(cfg: AnalysisConfig) -> dict[str, Any]:
         "warn_outcomes)",
         "policies": "spikes, recurring patterns and the WARN threshold are per policy_hash (null hash: "
         f"{cfg.null_group_label!r}); the decision uses the candidate's: the most recently introduced "
-        f"policy_hash with at least {cfg.candidate_min_share} of the runs since its first run; risk measures "
-        "and strata rows with scope 'stratum' pool all policy hashes",
+        f"policy_hash holding at least {cfg.candidate_min_share} of the last {cfg.candidate_recent_runs} runs "
+        "with a hash; risk measures and strata rows with scope 'stratum' pool all policy hashes",
     }
 
 
