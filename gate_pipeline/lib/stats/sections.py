@@ -101,6 +101,8 @@ def methods_document(cfg: AnalysisConfig) -> dict[str, Any]:
         "false positive: flagged with an outcome neither in fail_outcomes nor in warn_outcomes)",
         "false_positive_rate": "false positives / clean runs (outcome neither in fail_outcomes nor in "
         "warn_outcomes)",
+        "candidate_min_share": cfg.candidate_min_share,
+        "candidate_recent_runs": cfg.candidate_recent_runs,
         "policies": "spikes, recurring patterns and the WARN threshold are per policy_hash (null hash: "
         f"{cfg.null_group_label!r}); the decision uses the candidate's: the most recently introduced "
         f"policy_hash holding at least {cfg.candidate_min_share} of the last {cfg.candidate_recent_runs} runs "
