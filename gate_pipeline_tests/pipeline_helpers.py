@@ -18,6 +18,7 @@ OUTPUTS = [
     "rollout_series_v1.md",
     "rollout_chart.png",
     "ci_comment.md",
+    "tables/spikes_by_policy.csv",
     "tables/strata.csv",
     "tables/unknown_rate_by_group.csv",
 ]
