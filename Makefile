@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test ui ui-readonly bench lint browser-deps postgres-deps sample
+.PHONY: setup run test ui ui-readonly bench lint browser-deps postgres-deps redis-deps sample
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,15 @@ postgres-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL missing: install Debian's postgresql package for the scale-out test"; fi; }
 
+## A Redis server as the celery broker for the fan-out test (Debian's package; the test starts its own on loopback).
+redis-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server missing: install Debian's redis-server package for the celery test"; fi; }
+
 ## The whole test suite (unit, S3 on a loopback moto server, Postgres, Dagster services, browser).
-test: setup browser-deps postgres-deps
+test: setup browser-deps postgres-deps redis-deps
 	$(PY) -m pytest
 
 ## Dagster UI on the sample (materialized first if it never was), bound to $(UI_HOST):$(UI_PORT).
