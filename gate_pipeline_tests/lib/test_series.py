@@ -10,14 +10,10 @@ import pandas as pd
 import pytest
 
 from gate_pipeline.lib import series as series_lib
+from gate_pipeline.lib import series_cache
 from gate_pipeline.lib.normalize import normalize_run, run_table_frame
-from gate_pipeline.lib.series import (
-    SeriesSchemaError,
-    combine_days,
-    rollout_series,
-    series_csv_bytes,
-    update_series,
-)
+from gate_pipeline.lib.series import combine_days, rollout_series, series_csv_bytes
+from gate_pipeline.lib.series_cache import SeriesSchemaError, update_series
 from gate_pipeline.lib.storage import Store, parquet_bytes, sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries, validate
 
@@ -331,7 +327,7 @@ def test_a_missing_or_damaged_cache_file_rebuilds_from_the_classified_days(tmp_p
     for name in history.store.list_names("cache"):
         if name != "manifest.json":
             if damage == "missing":
-                series_lib.remove(history.store, "cache", name)
+                series_cache.remove(history.store, "cache", name)
             else:
                 history.store.write_bytes(history.store.read_bytes("cache", name)[:100], "cache", name)
     built = history.update("cache")
@@ -385,8 +381,8 @@ def test_no_days_at_all(tmp_path):
 
 def test_arrow_parquet_writer_matches_parquet_bytes():
     df = _classified(_rows("2026-03-01", ("a", "10:00:00"), ("b", None, {"policy_hash": None})))
-    table = series_lib.pa.Table.from_pandas(df, preserve_index=False)
-    assert series_lib._parquet(table) == parquet_bytes(df)
+    table = series_cache.pa.Table.from_pandas(df, preserve_index=False)
+    assert series_cache._parquet(table) == parquet_bytes(df)
 
 
 @pytest.mark.s3
