@@ -49,6 +49,12 @@ class IngestSettings(BaseModel):
         description="A run that ingests at least this many days uses the worker processes; smaller runs and "
         "re-classification stay in one process.",
     )
+    max_days_per_run: int = Field(
+        0,
+        ge=0,
+        description="A backfill of the per-day tables launches one run per this many days, so Dagster's run "
+        "queue can spread them over workers (0 = one run for the whole range).",
+    )
 
 
 class PartitionSettings(BaseModel):
