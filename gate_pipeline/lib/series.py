@@ -12,6 +12,8 @@ import io
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gate_pipeline.lib.normalize import resolve_duplicates
 from gate_pipeline.lib.tables import RolloutSeries
@@ -104,3 +106,23 @@ def series_csv_bytes(series: pd.DataFrame) -> bytes:
     buf = io.StringIO()
     series.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue().encode()
+
+
+def in_series_order(
+    ts: np.ndarray, run_id: np.ndarray | pa.Array | pa.ChunkedArray, *, strict: bool = True
+) -> bool:
+    """Whether rows are already in series order: timestamps (numbers or datetime64, no NaT) non-decreasing
+    and, within one timestamp, run_ids increasing (``strict``) or non-decreasing. Lets a caller skip a sort;
+    the one "already sorted?" helper (only the tied rows' run_ids are compared)."""
+    steps = np.diff(ts.view("i8") if ts.dtype.kind == "M" else ts)
+    if (steps < 0).any():
+        return False
+    ties = np.flatnonzero(steps == 0)
+    if not len(ties):
+        return True
+    if isinstance(run_id, np.ndarray):
+        first, second = run_id[ties], run_id[ties + 1]
+    else:
+        first, second = run_id.take(ties), run_id.take(ties + 1)
+    compare = pc.less if strict else pc.less_equal
+    return bool(pc.all(compare(first, second)).as_py())

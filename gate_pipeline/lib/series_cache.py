@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from gate_pipeline.lib.series import SERIES_COLUMNS, SERIES_DTYPES, format_series
+from gate_pipeline.lib.series import SERIES_COLUMNS, SERIES_DTYPES, format_series, in_series_order
 from gate_pipeline.lib.storage import Store
 from gate_pipeline.lib.tables import RolloutSeries, validate
 
@@ -280,7 +280,7 @@ def _assemble(union: pa.Table) -> _Assembled:
     kept = np.flatnonzero(keep) if keep is not None else None
     kept_ts = ts if kept is None else ts[kept]
     kept_ids = run_id if kept is None else run_id.take(kept)
-    if _is_sorted(kept_ts, kept_ids):
+    if in_series_order(kept_ts, kept_ids):
         order = kept
     else:
         by = pa.table({"ts": kept_ts, "run_id": kept_ids})
@@ -302,15 +302,6 @@ def _gather(table: pa.Table, positions: np.ndarray) -> pa.Table:
     return pa.concat_tables(
         [table.slice(int(positions[a]), int(b - a)) for a, b in zip(starts, ends, strict=True)]
     )
-
-
-def _is_sorted(ts: np.ndarray, run_id: pa.ChunkedArray) -> bool:
-    """Whether rows are already in (timestamp, run_id) order, run_ids strictly increasing within a timestamp."""
-    steps = np.diff(ts)
-    if (steps < 0).any():
-        return False
-    ties = np.flatnonzero(steps == 0)
-    return not len(ties) or bool(pc.all(pc.less(run_id.take(ties), run_id.take(ties + 1))).as_py())
 
 
 def _outputs(assembled: _Assembled, dtypes: Dtypes) -> tuple[bytes, bytes, bytes, list[str]]:
