@@ -32,6 +32,16 @@ def test_run_then_whitelist_backfill_reads_no_artifact(workspace, capsys):
     # unknown_rate per policy_hash, from the statistics (b71c02: 34 runs with a rate; hand-checked in the CSV below)
     assert "  b71c02           34   0.0125   0.0491   0.1879" in printed
     assert f"Decision: {metrics['decision']['verdict']} for policy_hash b71c02" in printed
+    # The statistics name their methods and the policy they are about: the sample's candidate b71c02 has 34
+    # usable runs, fewer than the 40 a WARN threshold needs.
+    statistics = metrics["statistics"]
+    assert "Hyndman & Fan type 7" in statistics["methods"]["quantile"]
+    assert statistics["spikes"]["policy_hash"] == statistics["warn_threshold"]["policy_hash"] == "b71c02"
+    assert (statistics["warn_threshold"]["status"], statistics["warn_threshold"]["threshold"]) == (
+        "insufficient_runs",
+        None,
+    )
+    assert "### methods" in (out / "rollout_series_v1.md").read_text()
     for name in (
         "rollout_series.csv",
         "rollout_metrics.json",
