@@ -7,6 +7,7 @@ import orjson
 import pyarrow.compute as pc
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
+from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, rules_of_every_phase
 from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
@@ -75,16 +76,16 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             asset="gate_decision",
             description=f"[{rule.kind}{', observe-only' if rule.observe_only else ''}] {rule.description}",
         )
-        for rule in cfg.rules_for()
+        for rule in rules_of_every_phase(cfg)
     ]
     declared = {spec.name for spec in rule_specs}
-    severity = {rule_check_name(r.name): r.severity for r in cfg.rules_for()}
+    severity = {rule_check_name(r.name): r.severity for r in rules_of_every_phase(cfg)}
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
                 "gate_decision",
-                deps=["rollout_series", *STATISTICS_DEPS, "decision_config"],
+                deps=["rollout_series", *STATISTICS_DEPS, "decision_config", PHASE_LOG],
                 group_name=GROUP,
                 description="Should the policy move to its next rollout phase? GO, HOLD, NO_GO or ROLLBACK, "
                 "with every rule's observed value, threshold, interval, sample size and reason; published "
@@ -117,7 +118,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         # read becomes a pandas frame (the hash columns are most of the history's bytes).
         history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
         statistics = read_statistics(storage)
-        decision = rules.evaluate(history, cfg_now)
+        decision, phase_history = decide(storage, history, cfg_now)  # in the phase the log gives the policy
         whitelist = storage.whitelist()
         config_files = {DECISION_FILE: decision_raw}
         analysis_raw = storage.config_file(ANALYSIS_FILE)
@@ -142,6 +143,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 "why": decision.why,
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
+                "phase_history": phase_history,
                 "runs": decision.n_runs,
                 "days": round(float(decision.days or 0.0), 1),
                 "rules": dg.MetadataValue.md(_rules_markdown(decision)),
@@ -166,6 +168,8 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 else dg.AssetCheckSeverity.ERROR,
                 metadata=_rule_evidence(result),
             )
+        for name in sorted(declared - {rule_check_name(r.name) for r in decision.rules}):
+            yield not_in_phase(name, decision.current_phase)
 
         chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics))
         if reused:
@@ -194,8 +198,10 @@ CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
 
 
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
-    """History columns the decision step needs as a frame: what the rules read, plus the chart's columns."""
-    return rules.used_columns(cfg) | CHART_COLUMNS
+    """History columns the decision step needs as a frame: what the rules of any phase read (the phase log
+    decides which phase's rules apply), plus the chart's columns."""
+    phases = (cfg.model_copy(update={"current_phase": phase}) for phase in cfg.phase_order)
+    return set().union(*map(rules.used_columns, phases)) | CHART_COLUMNS
 
 
 def build(settings: Settings) -> dg.Definitions:
