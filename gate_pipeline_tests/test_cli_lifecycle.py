@@ -3,6 +3,7 @@
 import shutil
 
 import orjson
+import pandas as pd
 import pytest
 
 from gate_pipeline.lib import lifecycle
@@ -38,6 +39,14 @@ def test_advance_refusals_then_advance_redecide_and_rollback(workspace, capsys):
     assert run_cli("run", *where) == 0
     assert _decision(out)["verdict"] == "GO"
     capsys.readouterr()
+    # The decision timeline: the decision at each day end of the sample, counted by hand from its runs
+    # (per UTC day: a6f53e 6, 5, 6, 6, 6, 5 runs; b71c02 from 03-07: 6, 6, 6, 5, 6, 6).
+    days = pd.read_csv(out / "tables" / "decision_timeline.csv")
+    assert days["date"].tolist() == [f"2026-03-{d:02d}" for d in range(1, 13)]
+    assert days["policy_hash"].tolist() == ["a6f53e"] * 6 + ["b71c02"] * 6
+    assert days["n_runs"].tolist() == [6, 11, 17, 23, 29, 34, 6, 12, 18, 23, 29, 35]
+    assert days["verdict"].iloc[-1] == "GO" and days["phase"].iloc[-1] == "observe"
+    assert (out / "decision_timeline.png").read_bytes()[:4] == b"\x89PNG"
 
     assert run_cli("advance", "--by", "ana", *where) == 1
     assert capsys.readouterr().err == "advance refused: an advance needs --approve (and --by NAME)\n"

@@ -32,11 +32,16 @@ def evidence_now(storage: GateStorage) -> dict[str, str]:
     """The provenance a decision would carry if made now: stored runs, whitelist, config, code version."""
     data = storage.data()
     history = analysis.read_history(data.read_bytes(HISTORY_FILE), set(MANIFEST_COLUMNS))
+    return provenance(history, storage.whitelist().sha256, decision_config_files(storage))
+
+
+def decision_config_files(storage: GateStorage) -> dict[str, bytes]:
+    """The config files a decision depends on (hashed into its provenance as config_sha256)."""
     files = {DECISION_FILE: storage.decision_config()[1]}
     analysis_raw = storage.config_file(ANALYSIS_FILE)
     if analysis_raw is not None:
         files[ANALYSIS_FILE] = analysis_raw
-    return provenance(history, storage.whitelist().sha256, files)
+    return files
 
 
 def decide(

@@ -70,6 +70,9 @@ class LifecycleConfig(_Strict):
     stale_lock_seconds: int = Field(
         600, gt=0, description="a lock older than this is reported as stale and may be broken on request"
     )
+    timeline_chart_rule: str = Field(
+        "fail_rate", description="the rule whose value, interval and threshold decision_timeline.png draws"
+    )
 
 
 def load_lifecycle_config(raw: bytes | None, source: str, phase_order: list[str]) -> LifecycleConfig:
