@@ -7,7 +7,7 @@ import orjson
 import pyarrow.compute as pc
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
-from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, rules_of_every_phase
+from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, phases_in_use, rules_of_phases
 from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
@@ -115,7 +115,7 @@ def previous_decision(instance: dg.DagsterInstance) -> dict[str, str]:
     return {k: str(v.value) for k, v in metadata.items() if k == "verdict" or k in PROVENANCE_LABELS}
 
 
-def build_decision_assets(cfg: rules.DecisionConfig) -> list:
+def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = None) -> list:
     """Check specs come from the decision config as it is when Definitions load (one check per rule)."""
     rule_specs = [
         dg.AssetCheckSpec(
@@ -123,10 +123,10 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             asset="gate_decision",
             description=f"[{rule.kind}{', observe-only' if rule.observe_only else ''}] {rule.description}",
         )
-        for rule in rules_of_every_phase(cfg)
+        for rule in rules_of_phases(cfg, phases)
     ]
     declared = {spec.name for spec in rule_specs}
-    severity = {rule_check_name(r.name): r.severity for r in rules_of_every_phase(cfg)}
+    severity = {rule_check_name(r.name): r.severity for r in rules_of_phases(cfg, phases)}
 
     @dg.multi_asset(
         specs=[
@@ -254,9 +254,11 @@ def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
 
 
 def build(settings: Settings) -> dg.Definitions:
-    # One asset check per rule of the decision config as it is when the definitions load.
-    decision_cfg, _ = GateStorage.from_settings(settings).decision_config()
-    return dg.Definitions(assets=build_decision_assets(decision_cfg))
+    # One asset check per rule of the decision config as it is when the definitions load, for the phases
+    # the phase log has policies in.
+    storage = GateStorage.from_settings(settings)
+    decision_cfg, _ = storage.decision_config()
+    return dg.Definitions(assets=build_decision_assets(decision_cfg, phases_in_use(storage, decision_cfg)))
 
 
 @dg.definitions

@@ -59,11 +59,22 @@ def decide(
     return decision, dg.MetadataValue.md(text)
 
 
-def rules_of_every_phase(cfg: rules.DecisionConfig) -> list:
-    """One rule per name over every phase (the starting phase's first): gate_decision declares a check for
-    each, as the phase log decides which phase's rules run."""
+def phases_in_use(storage: GateStorage, cfg: rules.DecisionConfig) -> list[str]:
+    """The starting phase and every phase the log has a policy in now. A log that cannot be read gives the
+    starting phase only here: the definitions still load, and the decision step reports the log's error."""
+    try:
+        current = lifecycle.phases(lifecycle.read_log(storage.outputs(), cfg.phase_order), cfg.current_phase)
+    except lifecycle.PhaseLogError:
+        current = {}
+    return [p for p in cfg.phase_order if p == cfg.current_phase or p in current.values()]
+
+
+def rules_of_phases(cfg: rules.DecisionConfig, phases: list[str] | None) -> list:
+    """One rule per name over ``phases`` (default: the starting phase): gate_decision declares a check for
+    each, as the phase log decides which phase's rules run (a policy advanced since the definitions loaded
+    runs rules without a check until they reload, as after a config edit)."""
     seen: dict[str, object] = {}
-    for phase in [cfg.current_phase, *cfg.phase_order]:
+    for phase in [cfg.current_phase, *(phases or [])]:
         for rule in cfg.rules_for(phase):
             seen.setdefault(rule.name, rule)
     return [seen[name] for name in sorted(seen)]
