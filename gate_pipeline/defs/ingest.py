@@ -21,7 +21,7 @@ from gate_pipeline.settings import PipelineConfig
 
 FILE_COUNTS = ["files_discovered", "files_accepted", "files_quarantined", "files_ignored"]
 RUN_COUNTS = ["runs_discovered", "runs_with_gate_result", "runs_quarantined"]
-TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined"]
+TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined", "runs_failed"]
 RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS = (
     dg.AssetKey(name)
     for name in (daily.RAW_RUNS, daily.QUARANTINED_FILES, daily.RUN_TABLE, daily.CLASSIFIED_RUNS)
@@ -31,7 +31,10 @@ CLASSIFIED_CHECK = dg.AssetCheckKey(CLASSIFIED_RUNS, "classified_runs_schema")
 
 
 def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: PipelineConfig) -> list:
-    limits = IngestLimits(max_file_bytes=pipeline.ingest.max_file_bytes)
+    limits = IngestLimits(
+        max_file_bytes=pipeline.ingest.max_file_bytes,
+        timestamp_window_days=pipeline.ingest.timestamp_window_days,
+    )
     workers = daily.resolve_workers(pipeline.ingest.workers)
     parallel_min_days = pipeline.ingest.parallel_min_days
 

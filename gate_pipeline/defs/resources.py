@@ -19,13 +19,7 @@ class GateStorage(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "GateStorage":
-        return cls(
-            artifacts_url=settings.artifacts_url,
-            data_url=settings.data_url,
-            outputs_url=settings.outputs_url,
-            config_url=settings.config_url,
-            storage_options=settings.storage_options,
-        )
+        return cls(**settings.model_dump())
 
     def artifacts(self) -> Store:
         return Store.at(self.artifacts_url, self.storage_options)
@@ -38,3 +32,7 @@ class GateStorage(dg.ConfigurableResource):
 
     def config(self) -> Store:
         return Store.at(self.config_url, self.storage_options)
+
+    def settings(self) -> Settings:
+        """The same roots as Settings (the pipeline config, read from the config root, needs it)."""
+        return Settings(**{name: getattr(self, name) for name in Settings.model_fields})

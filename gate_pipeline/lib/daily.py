@@ -35,10 +35,45 @@ CLASSIFIED_RUNS = "classified_runs"
 INGEST_COUNTS = "ingest_counts"
 TABLE_COUNTS = "table_counts"
 CLASSIFIED_VERSIONS = "classified_runs_versions"  # <day>.sha256 of each classified_runs file
+DAILY_ASSETS = (RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS)
 
 
 def day_file(day: str) -> str:
     return f"{day}.parquet"
+
+
+# Every per-day file of the data store, by folder and suffix.
+DAY_FILES = (
+    (RAW_RUNS, ".parquet"),
+    (QUARANTINED_FILES, ".parquet"),
+    (RUN_TABLE, ".parquet"),
+    (RUN_TABLE_DUPLICATES, ".parquet"),
+    (CLASSIFIED_RUNS, ".parquet"),
+    (INGEST_COUNTS, ".json"),
+    (TABLE_COUNTS, ".json"),
+    (CLASSIFIED_VERSIONS, ".sha256"),
+)
+
+
+def stored_days(data: Store) -> list[str]:
+    """Days with any stored per-day file."""
+    return sorted(
+        {
+            n.removesuffix(suffix)
+            for folder, suffix in DAY_FILES
+            for n in data.list_names(folder)
+            if n.endswith(suffix)
+        }
+    )
+
+
+def forget_day(data: Store, day: str) -> None:
+    """Remove every stored file of a day whose date folder is gone (or emptied, or now outside the window), so
+    the outputs equal a clean run of what is there now."""
+    for folder, suffix in DAY_FILES:
+        path = data.path(folder, f"{day}{suffix}")
+        if path.exists():
+            data.fs.rm(path.path)
 
 
 @dataclass(frozen=True)
@@ -106,15 +141,17 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
                     result.missing_input = RAW_RUNS
                     continue
                 raw = data.read_parquet(RAW_RUNS, day_file(day))
-            table, duplicates = normalize_day(raw)
+            table, rejected = normalize_day(raw, job.limits.timestamp_window_days)
             if job.whitelist is None:
                 table_validator.add(day, table)
             data.write_parquet(table, RUN_TABLE, day_file(day))
-            data.write_parquet(duplicates, RUN_TABLE_DUPLICATES, day_file(day))
+            data.write_parquet(rejected, RUN_TABLE_DUPLICATES, day_file(day))
+            failed = int((rejected["reason"] == "normalize_failed").sum())
             result.table_counts = {
                 "runs_in": len(raw),
                 "runs_accepted": len(table),
-                "duplicates_quarantined": len(duplicates),
+                "duplicates_quarantined": len(rejected) - failed,
+                "runs_failed": failed,
             }
             data.write_bytes(_json(result.table_counts), TABLE_COUNTS, f"{day}.json")
             result.field_issue_runs = int((table["field_issues"] != "[]").sum())

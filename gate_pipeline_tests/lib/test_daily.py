@@ -87,8 +87,8 @@ def test_classification_alone_reads_stored_tables_and_no_artifact(corpus, tmp_pa
 def test_an_invalid_run_table_blocks_classification(corpus, tmp_path, monkeypatch):
     real = daily.normalize_day
 
-    def broken(raw):
-        table, duplicates = real(raw)
+    def broken(raw, *args):
+        table, duplicates = real(raw, *args)
         return table.assign(outcome="MAYBE"), duplicates
 
     monkeypatch.setattr(daily, "normalize_day", broken)
