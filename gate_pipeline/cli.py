@@ -6,12 +6,16 @@ gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <d
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fsspec.implementations.local import LocalFileSystem
+
+from gate_pipeline.lib import runlock
 from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stored_days
 from gate_pipeline.lib.discovery import (
     date_window,
@@ -20,7 +24,6 @@ from gate_pipeline.lib.discovery import (
     load_cursor,
     scan_for_changes,
 )
-from gate_pipeline.lib.ingest import files_read
 from gate_pipeline.settings import Settings, project_root
 
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
@@ -49,6 +52,23 @@ RUN_CURSOR = "run_cursor.json"
 MAX_LISTED = 20  # ignored top-level entries printed one per line; the rest are counted
 
 
+def _locked(command):
+    """Run a command holding the locks of its Dagster instance and (local) data folder (lib/runlock.py)."""
+
+    @functools.wraps(command)
+    def wrapper(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+        folders = [_ensure_dagster_home()]
+        data = settings.store(settings.data_url)
+        if isinstance(data.fs, LocalFileSystem):
+            folders.append(Path(data.root.path))
+        with runlock.hold(folders):
+            return command(args)
+
+    return wrapper
+
+
+@_locked
 def cmd_run(args: argparse.Namespace) -> int:
     """Materialize the days that are new or changed since the last run (all days on the first run or --full).
 
@@ -110,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
         if not result.success:
             return 1
+        print(f"artifact files read: {files_read(result)}")
         data.write_bytes(
             dump_cursor({**scan.cursor, "window": [first, last], "entries": entries}).encode(), RUN_CURSOR
         )
@@ -154,10 +175,36 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
-                print(f"  {event.step_key}: {event.message}", file=sys.stderr)
+                print(f"  {event.step_key}: {event.message}{_root_cause(event)}", file=sys.stderr)
     return result
 
 
+def files_read(result) -> int:
+    """Artifact files the run's daily step read (from its materialization metadata)."""
+    from gate_pipeline.defs.ingest import CLASSIFIED_RUNS, FILES_READ, RAW_RUNS
+
+    counts = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if (
+            materialization.asset_key in (RAW_RUNS, CLASSIFIED_RUNS)
+            and FILES_READ in materialization.metadata
+        ):
+            counts[materialization.asset_key] = materialization.metadata[FILES_READ].value
+    return max(counts.values(), default=0)  # the same step's count, on each asset it materialized
+
+
+def _root_cause(event) -> str:
+    """The innermost error message of a failed step (e.g. which stored file is corrupt and what recovers)."""
+    if not event.is_step_failure:
+        return ""
+    error = event.step_failure_data.error
+    while error is not None and (error.cause or error.context) is not None:
+        error = error.cause or error.context
+    return f"\n    cause: {error.message.strip()}" if error is not None else ""
+
+
+@_locked
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Re-classify all stored history after a whitelist (or analysis/decision config) change, in one run."""
     import orjson
@@ -184,11 +231,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
     )
-    reads_before = files_read()
     result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
     if not result.success:
         return 1
-    print(f"artifact files read during the backfill: {files_read() - reads_before}")
+    print(f"artifact files read during the backfill: {files_read(result)}")
     decision = print_summary(settings)
     if before is not None:
         old = before["decision"]

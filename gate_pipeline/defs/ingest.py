@@ -19,6 +19,7 @@ from gate_pipeline.lib.ingest import IngestLimits
 from gate_pipeline.lib.tables import ClassifiedRuns, QuarantinedFiles, RunTable
 from gate_pipeline.settings import PipelineConfig
 
+FILES_READ = "artifact_files_read"  # artifact files this step read (a whitelist backfill reads none)
 FILE_COUNTS = ["files_discovered", "files_accepted", "files_quarantined", "files_ignored"]
 RUN_COUNTS = ["runs_discovered", "runs_with_gate_result", "runs_quarantined"]
 TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined", "runs_failed"]
@@ -118,10 +119,12 @@ def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: Pipe
         # cheaper than starting them.
         n_workers = workers if job.ingest and len(days) >= parallel_min_days else 1
         results: list[daily.DayResult] = []
+        files_read = 0
         table_failures: list[dict] = []
         classified_failures: list[dict] = []
         for chunk in daily.process_days(job, days, n_workers):
             results.extend(chunk.days)
+            files_read += chunk.files_read
             table_failures.extend(chunk.table_failures)
             classified_failures.extend(chunk.classified_failures)
             for day in chunk.days:
@@ -132,16 +135,18 @@ def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: Pipe
         processes = min(n_workers, len(days))
         context.log.info(f"{len(days)} day(s) in {processes} process(es)")
         if job.ingest:
-            yield from _ingest_results(selected, storage, results, processes)
+            yield from _ingest_results(selected, storage, results, processes, files_read)
         if job.table:
             yield from _table_results(context, results, table_failures)
         if whitelist is not None and not table_failures:
-            yield from _classified_results(context, whitelist, results, classified_failures)
+            yield from _classified_results(context, whitelist, results, classified_failures, files_read)
 
     return [daily_tables]
 
 
-def _ingest_results(selected, storage: GateStorage, results: list[daily.DayResult], processes: int):
+def _ingest_results(
+    selected, storage: GateStorage, results: list[daily.DayResult], processes: int, files_read: int
+):
     per_day = {r.day: r.ingest_counts for r in results}
     totals = {k: sum(c[k] for c in per_day.values()) for k in FILE_COUNTS + RUN_COUNTS}
     # Same digest as sha256 of all days' sorted manifest lines joined by "\n" (paths start with the day).
@@ -155,6 +160,7 @@ def _ingest_results(selected, storage: GateStorage, results: list[daily.DayResul
                 **totals,
                 "days": len(per_day),
                 "processes": processes,
+                FILES_READ: files_read,
                 "artifact_manifest_sha256": manifest.hexdigest(),
                 "artifacts_root": storage.artifacts_url,
                 "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, FILE_COUNTS + RUN_COUNTS)),
@@ -206,7 +212,9 @@ def _table_results(context: dg.AssetExecutionContext, results, failures: list[di
         )
 
 
-def _classified_results(context: dg.AssetExecutionContext, whitelist, results, failures: list[dict]):
+def _classified_results(
+    context: dg.AssetExecutionContext, whitelist, results, failures: list[dict], files_read: int
+):
     classified = [r for r in results if r.classified_rows is not None]
     if not failures:
         yield dg.MaterializeResult(
@@ -216,6 +224,7 @@ def _classified_results(context: dg.AssetExecutionContext, whitelist, results, f
                 "days": len(classified),
                 "days_without_run_table": sum(1 for r in results if r.missing_input is not None),
                 "whitelist_sha256": whitelist.sha256,
+                FILES_READ: files_read,
                 "whitelist_entries": len(whitelist.entries),
                 "runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
                 "runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),

@@ -21,18 +21,6 @@ ARTIFACT_KINDS = {
     "metrics.json": "metrics",
 }
 UTF8_BOM = b"\xef\xbb\xbf"
-# Artifact files read by this process; tests prove a whitelist backfill reads none.
-_files_read = 0
-
-
-def files_read() -> int:
-    return _files_read
-
-
-def count_files_read(n: int) -> None:
-    """Add reads done on this process's behalf by a worker process."""
-    global _files_read
-    _files_read += n
 
 
 RAW_RUN_COLUMNS = [
@@ -199,7 +187,7 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
                 run_path = f"{parts[0]}/{parts[1]}"
                 runs.setdefault(run_path, {"other_files": 0})["other_files"] += 1
 
-    contents = _read_many(store, [rel for rel, _, _ in to_read])
+    contents = store.read_files([rel for rel, _, _ in to_read])
     manifest: list[tuple[str, int, str | None]] = []
     accepted_files = 0
     for rel, run_path, kind in to_read:
@@ -272,9 +260,3 @@ def quarantine_frame(rows: list[tuple]) -> pd.DataFrame:
     qdf["size_bytes"] = qdf["size_bytes"].astype("int64")
     qdf["sha256"] = qdf["sha256"].astype(object)
     return qdf.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
-
-
-def _read_many(store: Store, rels: list[str]) -> dict[str, bytes | Exception]:
-    global _files_read
-    _files_read += len(rels)
-    return store.read_files(rels)

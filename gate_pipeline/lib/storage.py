@@ -6,10 +6,12 @@ folder, an S3 prefix or any other fsspec protocol, and no step depends on anothe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,16 +62,27 @@ class Store:
         return self.path(*parts).read_bytes()
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write a whole file atomically: a reader (or a crash, or a full disk) never sees a truncated file.
+
+        Local: a temporary name in the same folder, fsync, then rename over the target. Remote: one PUT
+        (object stores publish an object only when its upload completes)."""
         target = self.path(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if isinstance(self.fs, LocalFileSystem):
+            _atomic_local_write(target.path, data)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.pipe_file(target.path, data)
         return str(target)
 
     def write_parquet(self, df: pd.DataFrame, *parts: str) -> str:
         return self.write_bytes(parquet_bytes(df), *parts)
 
     def read_parquet(self, *parts: str) -> pd.DataFrame:
-        return pq.read_table(io.BytesIO(self.read_bytes(*parts))).to_pandas()
+        data = self.read_bytes(*parts)
+        try:
+            return pq.read_table(io.BytesIO(data)).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptFile(self.url(*parts), exc) from exc
 
     def read_folder(self, *parts: str, suffix: str = "") -> dict[str, bytes]:
         """All files of one folder (name → bytes) in one batched read; remote stores fetch concurrently."""
@@ -128,6 +141,48 @@ class Store:
         out = self.fs.cat([f"{root_path}/{rel}" for rel in rels], on_error="return")
         prefix = len(root_path) + 1
         return {key.split("://", 1)[-1][prefix:]: value for key, value in out.items()}
+
+
+class CorruptFile(ValueError):
+    """A stored table cannot be read (cut short, overwritten by hand): names the file and the way out."""
+
+    def __init__(self, url: str, cause: Exception):
+        super().__init__(
+            f"{url}: stored file is corrupt ({type(cause).__name__}: {cause}); "
+            "`gate-pipeline run --full` rebuilds every stored table from the artifacts"
+        )
+        self.url = url
+
+
+class CountingStore(Store):
+    """A Store that counts the files read through `read_files` (how tests and the CLI prove a whitelist
+    backfill reads no artifact), passed along as a value instead of a process-global counter."""
+
+    def __init__(self, store: Store):
+        object.__setattr__(self, "root", store.root)
+        object.__setattr__(self, "options", store.options)
+        object.__setattr__(self, "reads", 0)
+
+    def read_files(self, rels: list[str]) -> dict[str, bytes | Exception]:
+        object.__setattr__(self, "reads", self.reads + len(rels))
+        return super().read_files(rels)
+
+
+def _atomic_local_write(path: str, data: bytes) -> None:
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
