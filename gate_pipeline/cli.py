@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
 
+from gate_pipeline import preflight
 from gate_pipeline.lib import runlock
 from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stored_days
 from gate_pipeline.lib.discovery import (
@@ -53,17 +54,26 @@ MAX_LISTED = 20  # ignored top-level entries printed one per line; the rest are 
 
 
 def _locked(command):
-    """Run a command holding the locks of its Dagster instance and (local) data folder (lib/runlock.py)."""
+    """Check config, storage and environment first (gate_pipeline/preflight.py: one message, exit 2), then
+    run the command holding the locks of its Dagster instance and (local) data folder (lib/runlock.py).
+    A failure outside the Dagster run prints one line; --verbose shows the traceback."""
 
     @functools.wraps(command)
     def wrapper(args: argparse.Namespace) -> int:
-        settings = _settings(args)
-        folders = [_ensure_dagster_home()]
-        data = settings.store(settings.data_url)
-        if isinstance(data.fs, LocalFileSystem):
-            folders.append(Path(data.root.path))
-        with runlock.hold(folders):
-            return command(args)
+        try:
+            settings = _settings(args)
+            preflight.check(settings)
+            folders = [_ensure_dagster_home()]
+            data = settings.store(settings.data_url)
+            if isinstance(data.fs, LocalFileSystem):
+                folders.append(Path(data.root.path))
+            with runlock.hold(folders):
+                return command(args)
+        except (preflight.PreflightError, *preflight.CONFIG_ERRORS) as exc:
+            if args.verbose:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     return wrapper
 
@@ -142,7 +152,7 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
-    from gate_pipeline.defs.analysis import unchanged_config_sources
+    from gate_pipeline.defs.config import unchanged_config_sources
     from gate_pipeline.defs.resources import GateStorage
 
     home = _ensure_dagster_home()
@@ -181,7 +191,7 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
 
 def files_read(result) -> int:
     """Artifact files the run's daily step read (from its materialization metadata)."""
-    from gate_pipeline.defs.ingest import CLASSIFIED_RUNS, FILES_READ, RAW_RUNS
+    from gate_pipeline.defs.ingest import CLASSIFIED_RUNS, FILES_READ, RAW_RUNS  # noqa: F401
 
     counts = {}
     for event in result.get_asset_materialization_events():
@@ -222,7 +232,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
         return 2
     if days[0] < settings.pipeline_config().partitions.start_date:
-        os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+        settings = settings.model_copy(update={"start_date": days[0]})
     before = (
         orjson.loads(outputs.read_bytes("rollout_metrics.json"))
         if outputs.exists("rollout_metrics.json")

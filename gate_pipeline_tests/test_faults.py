@@ -18,7 +18,7 @@ import pytest
 from gate_pipeline import synthetic
 from gate_pipeline.lib import runlock
 from gate_pipeline.lib.storage import Store
-from gate_pipeline_tests.pipeline_helpers import SAMPLE, run_cli
+from gate_pipeline_tests.pipeline_helpers import SAMPLE, run_cli, tmpfs
 
 
 def _marked_pids(marker: str) -> list[int]:
@@ -123,14 +123,7 @@ def test_a_corrupt_stored_table_names_the_file_and_full_recovers(workspace, caps
 @pytest.mark.slow
 def test_full_disk_leaves_no_truncated_output(workspace, capsys):
     tmp_path, config = workspace
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "size=600k") as mount:
         out = mount / "out"
         code = run_cli("run", "--artifacts", str(SAMPLE), "--out", str(out), "--config", str(config))
         assert code == 1  # the chart or the tables do not fit
@@ -140,5 +133,3 @@ def test_full_disk_leaves_no_truncated_output(workspace, capsys):
             if path.is_file() and path.suffix == ".parquet":
                 assert path.stat().st_size > 0 and path.read_bytes()[-4:] == b"PAR1"
             assert ".tmp" not in path.name
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)

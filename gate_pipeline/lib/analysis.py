@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gate_pipeline.lib import stats
+from gate_pipeline.lib.escape import csv_frame
 from gate_pipeline.lib.stats import AnalysisConfig, Runs
 
 
@@ -91,7 +92,7 @@ def table_csv_bytes(df: pd.DataFrame) -> bytes:
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    csv_frame(df).to_csv(buf, index=False, lineterminator="\n")  # formula / control chars neutralized
     return buf.getvalue().encode()
 
 

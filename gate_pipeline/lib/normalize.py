@@ -1,8 +1,9 @@
 """Normalization: raw run records (parsed JSON payloads) → typed run_table rows.
 
-A missing or invalid field never drops the run: the field becomes null and the run carries an
-unknown class naming the field (`unknown_field_missing:unknown_rate`, `unknown_field_invalid:outcome`;
-drift-report fields are prefixed `drift_report.`).
+A missing or invalid field never drops the run: the field becomes null (run_id: the folder name) and the
+run carries an unknown class naming the field (`unknown_field_missing:unknown_rate`,
+`unknown_field_invalid:outcome`; drift-report fields are prefixed `drift_report.`). A run_id or policy_hash
+holding a control or bidirectional formatting character (NUL, right-to-left override, ...) is invalid.
 
 Duplicate run_id rule (documented in README): within the rows given, the copy with the latest
 timestamp wins; ties go to the lexicographically greatest (run_path). The others are returned as
@@ -22,7 +23,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from gate_pipeline.lib.escape import has_unsafe
 from gate_pipeline.lib.ingest import QUARANTINE_COLUMNS, canonical_json, quarantine_frame
+from gate_pipeline.lib.tables import RunTable
 
 OUTCOMES = frozenset({"PASS", "COMMENT", "WARN", "FAIL"})
 POLICY_STATES = frozenset({"pinned", "unpinned"})
@@ -32,34 +35,8 @@ DRIFT_COUNTS = {
     "Unknown_count": "unknown_count",
     "Overrides_count": "overrides_count",
 }
-RUN_TABLE_COLUMNS = [
-    "run_id",
-    "run_id_source",
-    "timestamp",
-    "timestamp_source",
-    "date",
-    "run_path",
-    "policy_hash",
-    "outcome",
-    "unknown_rate",
-    "top_reasons",
-    "policy_state",
-    "stratum",
-    "drift_schema_version",
-    "warn_count",
-    "fail_count",
-    "unknown_count",
-    "overrides_count",
-    "unknown_causes",
-    "metrics",
-    "has_drift_report",
-    "has_metrics",
-    "field_issues",
-    "gate_sha256",
-    "drift_sha256",
-    "metrics_sha256",
-    "duplicate_count",
-]
+# The run_table columns, in order: the pandera model's.
+RUN_TABLE_COLUMNS = list(RunTable.to_schema().columns)
 _COUNT_COLS = frozenset(DRIFT_COUNTS.values())
 _EMPTY_LIST = "[]"
 _EMPTY_OBJ = "{}"
@@ -147,7 +124,7 @@ def normalize_run(
 def _gate_fields(gate: dict[str, Any], folder: str, row: dict[str, Any], issues: list[str]) -> None:
     """The gate_result fields except timestamp (run_id, policy_hash, outcome, unknown_rate, top_reasons)."""
     run_id = gate.get("run_id")
-    if isinstance(run_id, str) and run_id.strip():
+    if isinstance(run_id, str) and run_id.strip() and not has_unsafe(run_id):
         row["run_id"], row["run_id_source"] = run_id.strip(), "file"
     else:
         if run_id is not None:
@@ -155,7 +132,7 @@ def _gate_fields(gate: dict[str, Any], folder: str, row: dict[str, Any], issues:
         row["run_id"], row["run_id_source"] = folder, "folder"
 
     policy_hash = gate.get("policy_hash")
-    if isinstance(policy_hash, str) and policy_hash.strip():
+    if isinstance(policy_hash, str) and policy_hash.strip() and not has_unsafe(policy_hash):
         row["policy_hash"] = policy_hash.strip()
     else:
         (_missing if policy_hash is None else _invalid)(issues, "policy_hash")
@@ -302,7 +279,7 @@ def _day_columns(source: pd.DataFrame, window_days: int) -> tuple[dict[str, list
     """Per-column value lists of one day's rows, in raw order (the hot loop, hence the local aliases),
     and quarantine rows for the runs whose normalization failed."""
     raw = source
-    int64_max = _INT64_MAX
+    int64_max, unsafe = _INT64_MAX, has_unsafe
     loads, dumps, sort_keys = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
     outcomes, states, parse_ts, fromiso = OUTCOMES, POLICY_STATES, _parse_timestamp, datetime.fromisoformat
     gate_rows: list[tuple] = []
@@ -341,6 +318,8 @@ def _day_columns(source: pd.DataFrame, window_days: int) -> tuple[dict[str, list
                 and type(reasons) is list
                 and (run_id := run_id.strip())
                 and (policy_hash := policy_hash.strip())
+                and not unsafe(run_id)
+                and not unsafe(policy_hash)
             ):
                 if reasons:
                     kept = [r.strip() for r in reasons if type(r) is str and r.strip()]

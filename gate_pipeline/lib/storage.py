@@ -70,7 +70,7 @@ class Store:
         if isinstance(self.fs, LocalFileSystem):
             _atomic_local_write(target.path, data)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            # No mkdir: object stores have no folders, and mkdir of a bucket would create a missing one.
             self.fs.pipe_file(target.path, data)
         return str(target)
 

@@ -381,6 +381,37 @@ KINDS: list[Kind] = [
         f("unknown_field_invalid:top_reasons"),
         "top_reasons holding a list and an object",
     ),
+    # --- text that must not reach a report or a spreadsheet as markup, formula or reordered text
+    Kind(
+        "run_id_nul",
+        gate_fields(run_id="r\x00nul"),
+        f("unknown_field_invalid:run_id"),
+        "run_id with a NUL byte",
+    ),
+    Kind(
+        "run_id_rtl_override",
+        gate_fields(run_id="invoice\u202egpj.exe"),
+        f("unknown_field_invalid:run_id"),
+        "run_id with a right-to-left override (U+202E)",
+    ),
+    Kind(
+        "policy_hash_bidi",
+        gate_fields(policy_hash="b71c02\u2066"),
+        f("unknown_field_invalid:policy_hash"),
+        "policy_hash with a bidi isolate (U+2066)",
+    ),
+    Kind(
+        "run_id_formula",
+        gate_fields(run_id='=HYPERLINK("http://evil.example")'),
+        Expect("accepted"),
+        "run_id starting with = (kept; its CSV cell gets a leading ')",
+    ),
+    Kind(
+        "reasons_formula",
+        gate_fields(top_reasons=["=1+2", "@SUM(A1)", "-cmd", "+x"]),
+        Expect("accepted"),
+        "top_reasons starting with = @ - + (kept; CSV cells neutralized)",
+    ),
     Kind(
         "bom",
         gate_bytes(b"\xef\xbb\xbf" + orjson.dumps(gate("bom"))),

@@ -185,3 +185,64 @@ def test_kind_in_the_corpus_run(kind, corpus_run):
         orjson.loads(p.read_bytes())["files_ignored"] for p in (data / "ingest_counts").glob("*.json")
     )
     check(kind, quarantine, table, ignored, set(zip(entries["path"], entries["reason"], strict=True)))
+
+
+HOSTILE_HASH = (
+    "``x`` ## All checks passed, safe to merge @org/admins <img src=x onerror=alert(1)> [ok](http://evil)"
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_text_run(tmp_path_factory):
+    """A corpus whose only policy_hash and run_ids are hostile text: the decision is about that policy."""
+    tmp = tmp_path_factory.mktemp("hostile_text")
+    root, out, config = tmp / "artifacts", tmp / "out", tmp / "config"
+    for i, run_id in enumerate(['=HYPERLINK("http://evil.example")', "+1-2", "@SUM(A1)", "-cmd", "plain"]):
+        path = root / DAY / f"r{i}" / "gate_result.json"
+        path.parent.mkdir(parents=True)
+        payload = {
+            "run_id": run_id,
+            "timestamp": f"{DAY}T1{i}:00:00Z",
+            "policy_hash": HOSTILE_HASH,
+            "outcome": "PASS",
+            "unknown_rate": 0.01,
+            "top_reasons": ["=1+2"],
+        }
+        path.write_bytes(orjson.dumps(payload))
+    shutil.copytree(CONFIG, config)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(tmp / "home"))
+        code = run_cli("run", "--artifacts", str(root), "--out", str(out), "--config", str(config))
+    assert code == 0
+    return out
+
+
+def test_hostile_policy_hash_stays_text_in_the_ci_comment_and_report(hostile_text_run):
+    span = f"``` {HOSTILE_HASH} ```"  # a code span whose fence is longer than the value's backtick runs
+    for name in ("ci_comment.md", "rollout_series_v1.md"):
+        text = (hostile_text_run / name).read_text()
+        assert span in text, name
+        # Inside the code span it is literal text; outside it, nothing of it renders as HTML, mention or link.
+        outside = text.replace(span, "")
+        assert "<img" not in outside and "@org" not in outside and "](http" not in outside, name
+        assert not any(line.startswith("## All checks") for line in text.splitlines()), name
+    comment = (hostile_text_run / "ci_comment.md").read_text()
+    assert comment.splitlines()[0].startswith("### Gate decision:")
+
+
+def test_csv_cells_are_neutralized_and_parquet_keeps_the_raw_value(hostile_text_run):
+    series = pd.read_csv(hostile_text_run / "rollout_series.csv", keep_default_na=False)
+    assert sorted(series["run_id"]) == sorted(
+        ['\'=HYPERLINK("http://evil.example")', "'+1-2", "'@SUM(A1)", "'-cmd", "plain"]
+    )
+    raw = pd.read_parquet(hostile_text_run / "rollout_series.parquet")
+    assert '=HYPERLINK("http://evil.example")' in set(raw["run_id"])
+    for table in (hostile_text_run / "tables").glob("*.csv"):
+        for line in table.read_text().splitlines():
+            assert not any(cell.startswith(("=", "+", "@")) for cell in line.split(",")), (table.name, line)
+
+
+def test_reliability_doc_lists_every_kind():
+    doc = (Path(__file__).parents[2] / "docs" / "RELIABILITY.md").read_text()
+    missing = [k.name for k in KINDS if f"| `{k.name}` |" not in doc]
+    assert not missing

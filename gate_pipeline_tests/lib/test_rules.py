@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from gate_pipeline.lib.rules import (
-    DECISION_NUMBERS,
     DecisionConfigError,
     evaluate,
     load_decision_config,
@@ -248,10 +247,6 @@ def test_wilson_interval_by_hand():
     assert lo == pytest.approx(center - half, abs=1e-12)
     assert hi == pytest.approx(center + half, abs=1e-12)
     assert (round(lo, 4), round(hi, 4)) == (0.0396, 0.2305)
-
-
-def test_decision_numbers():
-    assert DECISION_NUMBERS == {"GO": 1, "HOLD": 0, "NO_GO": -1, "ROLLBACK": -2}
 
 
 # ---------------------------------------------------------------------------------------------- seed 001
