@@ -102,7 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.full or not data.exists(RUN_CURSOR)
         else load_cursor(data.read_bytes(RUN_CURSOR).decode())
     )
-    cursor = previous if previous and previous.get("window") == [first, last] else None
+    # Valid whatever the window: a folder entering it is a new day, one leaving it is a gone day below.
+    cursor = previous or None
     scan = scan_for_changes(root, cursor, today=today, lookback_days=0, settle_seconds=0, days=inside)
     days = sorted(change.date for change in scan.changed)
     for entry, reason, detail in refused[:MAX_LISTED]:
@@ -124,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     for day in gone:
         forget_day(data, day)
-    entries = [list(e) for e in refused]
+    entries = [[name, reason] for name, reason, _ in refused]  # not the detail: it names today's window
     if not days and not gone and cursor is not None and cursor.get("entries") == entries:
         print(
             f"gate-pipeline: nothing new under {settings.artifacts_url} since the last run (--full rebuilds)"
@@ -141,9 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not result.success:
             return 1
         print(f"artifact files read: {files_read(result)}")
-        data.write_bytes(
-            dump_cursor({**scan.cursor, "window": [first, last], "entries": entries}).encode(), RUN_CURSOR
-        )
+        data.write_bytes(dump_cursor({**scan.cursor, "entries": entries}).encode(), RUN_CURSOR)
     decision = print_summary(settings)
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 

@@ -246,3 +246,25 @@ def test_reliability_doc_lists_every_kind():
     doc = (Path(__file__).parents[2] / "docs" / "RELIABILITY.md").read_text()
     missing = [k.name for k in KINDS if f"| `{k.name}` |" not in doc]
     assert not missing
+
+
+@pytest.mark.s3
+def test_s3_key_deleted_between_list_and_read_is_quarantined(s3_bucket, tmp_path, monkeypatch):
+    from gate_pipeline_tests.s3_server import upload_tree
+
+    build(tmp_path / "artifacts", [])
+    upload_tree(tmp_path / "artifacts", s3_bucket.url("ci"), s3_bucket.storage_options)
+    store = Store.at(s3_bucket.url("ci"), s3_bucket.storage_options)
+    real_scan = Store.scan
+
+    def scan_then_delete(self, *parts):
+        listing = real_scan(self, *parts)
+        self.fs.rm(f"{self.root.path}/{DAY}/good-1/gate_result.json")  # gone before the read
+        return listing
+
+    monkeypatch.setattr(Store, "scan", scan_then_delete)
+    scan = scan_day(store, DAY)
+    row = scan.quarantine[scan.quarantine["path"] == f"{DAY}/good-1/gate_result.json"]
+    assert row["reason"].tolist() == ["unreadable"]
+    assert sorted(scan.raw_runs["run_folder"]) == ["good-0", "good-2", "good-3"]
+    assert scan.counts["files_discovered"] == scan.counts["files_accepted"] + scan.counts["files_quarantined"]
