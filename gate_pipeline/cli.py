@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
 
-from gate_pipeline import preflight
+from gate_pipeline import cli_lifecycle, preflight
 from gate_pipeline.lib import runlock
 from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stored_days
 from gate_pipeline.lib.discovery import (
@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=cmd_generate)
+    cli_lifecycle.add_parsers(sub)  # advance, rollback, phase
     return parser
 
 
