@@ -3,6 +3,7 @@
 
 from gate_pipeline.lib.stats import (
     COUNT_KEYS,
+    ROOT_ENTRY_REASONS,
     SECTIONS,
     STATISTICS_COLUMNS,
     Runs,
@@ -23,6 +24,7 @@ from gate_pipeline.lib.stats.spikes import SPIKE_RUNS_IN_DOCUMENT
 
 __all__ = [
     "COUNT_KEYS",
+    "ROOT_ENTRY_REASONS",
     "SECTIONS",
     "SPIKE_RUNS_IN_DOCUMENT",
     "STATISTICS_COLUMNS",

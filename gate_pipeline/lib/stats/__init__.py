@@ -40,6 +40,7 @@ from gate_pipeline.lib.stats.risk import RiskResult, risk_measures, risk_section
 from gate_pipeline.lib.stats.runs import Runs, stratum_series
 from gate_pipeline.lib.stats.sections import (
     COUNT_KEYS,
+    ROOT_ENTRY_REASONS,
     SECTIONS,
     STATISTICS_COLUMNS,
     counts_section,
@@ -54,6 +55,7 @@ from gate_pipeline.lib.stats.warn import WarnThresholdResult, warn_threshold, wa
 
 __all__ = [
     "COUNT_KEYS",
+    "ROOT_ENTRY_REASONS",
     "METRICS_PREFIX",
     "SECTIONS",
     "STATISTICS_COLUMNS",

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from gate_pipeline.lib.escape import csv_frame
+
 
 @dataclass
 class Section:
@@ -87,5 +89,5 @@ def table_csv_bytes(df: pd.DataFrame) -> bytes:
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    csv_frame(df).to_csv(buf, index=False, lineterminator="\n")  # formula / control chars neutralized
     return buf.getvalue().encode()
