@@ -19,7 +19,6 @@ from gate_pipeline.lib.rules import (
     load_decision_config,
     parse_decision_config,
     used_columns,
-    wilson_interval,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,18 +235,6 @@ def test_json_config_is_accepted():
 
 
 # ---------------------------------------------------------------------------------------------- stats
-
-
-def test_wilson_interval_by_hand():
-    # p = 0.1, n = 40: center = (p + z^2/2n)/(1 + z^2/n), half = z*sqrt(p(1-p)/n + z^2/4n^2)/(1 + z^2/n)
-    z2 = Z95**2
-    denom = 1 + z2 / 40
-    center = (0.1 + z2 / 80) / denom
-    half = Z95 * math.sqrt(0.1 * 0.9 / 40 + z2 / 6400) / denom
-    lo, hi = wilson_interval(4, 40, Z95)
-    assert lo == pytest.approx(center - half, abs=1e-12)
-    assert hi == pytest.approx(center + half, abs=1e-12)
-    assert (round(lo, 4), round(hi, 4)) == (0.0396, 0.2305)
 
 
 def test_decision_numbers():
