@@ -180,14 +180,30 @@ def quantile_bounds(
     n = len(x)
     if n == 0:
         return None, None
-    j = np.arange(1, n + 1)
-    low_f, _ = rate_bounds(j, n, alpha_hi, 0.5, method, a, b)  # lower bound on P(X <= x_(j))
-    _, up_f = rate_bounds(j - 1, n, 0.5, alpha_lo, method, a, b)  # upper bound on P(X < x_(j))
-    ok_hi = np.flatnonzero(low_f >= q)
-    ok_lo = np.flatnonzero(up_f < q)
-    hi = float(x[ok_hi[0]]) if len(ok_hi) else None
-    lo = float(x[ok_lo[-1]]) if len(ok_lo) else None
+
+    def low_f(j: int) -> float:  # lower bound on P(X <= x_(j)), increasing in j
+        return float(rate_bounds(j, n, alpha_hi, 0.5, method, a, b)[0])
+
+    def up_f(j: int) -> float:  # upper bound on P(X < x_(j)), increasing in j
+        return float(rate_bounds(j - 1, n, 0.5, alpha_lo, method, a, b)[1])
+
+    j_hi = _first_true(lambda j: low_f(j) >= q, n)  # smallest j with low_f(j) >= q
+    j_lo = _first_true(lambda j: up_f(j) >= q, n) - 1  # largest j with up_f(j) < q
+    hi = float(x[j_hi - 1]) if j_hi <= n else None
+    lo = float(x[j_lo - 1]) if j_lo >= 1 else None
     return lo, hi
+
+
+def _first_true(pred, n: int) -> int:
+    """Smallest j in 1..n with pred(j) for a monotone pred (False ... True); n + 1 when none."""
+    lo, hi = 1, n + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def order_statistic_ranks(n, q: float, alpha_lo: float, alpha_hi: float) -> tuple[Array, Array]:

@@ -86,9 +86,10 @@ class _RuleBase(_Strict):
 class AbsoluteRule(_RuleBase):
     """PASS when ``aggregate(metric) <comparator> threshold`` (per stratum if ``per_stratum``).
 
-    ``hold_on_ci_straddle`` (default: true for ``rate``, false otherwise): HOLD when the confidence interval
-    lies on both sides of the threshold. ``per_stratum``: every stratum (``strata`` or all present ones,
-    by ``strata_column``) must pass; a listed stratum without runs is HOLD."""
+    Decided on the rule's interval (``decision.interval``): PASS when it lies wholly on the good side, FAIL
+    when wholly on the bad side, HOLD otherwise. ``per_stratum``: every stratum (``strata`` or all present
+    ones, by ``strata_column``) is its own test and must pass; a stratum with too little evidence (or a
+    listed stratum without runs) is HOLD, never FAIL."""
 
     kind: Literal["absolute"]
     metric: Metric
@@ -96,7 +97,6 @@ class AbsoluteRule(_RuleBase):
     threshold: float
     per_stratum: bool = False
     strata: list[str] | None = None
-    hold_on_ci_straddle: bool | None = None
 
 
 class Baseline(_Strict):
@@ -145,13 +145,13 @@ class MinEvidenceRule(_RuleBase):
 
 
 class RollbackRule(_RuleBase):
-    """ROLLBACK when the trigger ``aggregate(metric) <comparator> threshold`` fires; PASS otherwise."""
+    """ROLLBACK when the interval lies wholly on the trigger's side of ``aggregate(metric) <comparator>
+    threshold``; PASS when wholly on the other side; HOLD otherwise."""
 
     kind: Literal["rollback"]
     metric: Metric
     comparator: Comparator
     threshold: float
-    hold_on_ci_straddle: bool = False
 
 
 Rule = Annotated[AbsoluteRule | RelativeRule | MinEvidenceRule | RollbackRule, Field(discriminator="kind")]
@@ -163,11 +163,33 @@ class Phase(_Strict):
 
 
 class PolicySelection(_Strict):
-    """``mode: latest`` = the policy_hash of the most recent run (by timestamp, then run_id);
+    """``mode: latest`` = the most recently introduced policy_hash (latest first run) that holds at least
+    ``min_recent_share`` of the last ``recent_runs`` runs, so an old and a new hash interleaving during a
+    rollout never flip the decided one; its baseline is the hash introduced before it.
     ``mode: explicit`` uses ``policy_hash``."""
 
     mode: Literal["latest", "explicit"] = "latest"
     policy_hash: str | None = None
+    recent_runs: int = Field(default=50, ge=1)
+    min_recent_share: float = Field(default=0.1, gt=0, le=1)
+
+
+class DecisionSettings(_Strict):
+    """How every counted rule is decided: on an interval, at these one-sided error rates.
+
+    ``interval: sequential`` (default) = anytime-valid confidence sequences, valid however often the
+    decision is re-evaluated; ``fixed`` = fixed-sample intervals, for a one-off analysis only.
+    GO needs every counted rule's interval on the good side at ``alpha_go`` (each rule at alpha suffices for
+    an intersection). NO_GO and ROLLBACK are unions over rules and strata: their tests share
+    ``alpha_no_go`` and ``alpha_rollback`` family-wise (``multiplicity``: holm or bonferroni)."""
+
+    interval: Literal["sequential", "fixed"]
+    alpha_go: float = Field(gt=0, lt=0.5)
+    alpha_no_go: float = Field(gt=0, lt=0.5)
+    alpha_rollback: float = Field(gt=0, lt=0.5)
+    multiplicity: Literal["holm", "bonferroni"]
+    mixture_strength: float = Field(gt=0)
+    runs_needed_max: int = Field(ge=1)
 
 
 class DecisionConfig(_Strict):
@@ -180,7 +202,7 @@ class DecisionConfig(_Strict):
     current_phase: str
     policy: PolicySelection = Field(default_factory=PolicySelection)
     strata_column: str = "stratum"
-    confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    decision: DecisionSettings
     shared_rules: list[Rule] = Field(default_factory=list)
     phases: dict[str, Phase]
 

@@ -7,17 +7,26 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from gate_pipeline.lib import intervals as iv
 from gate_pipeline.lib.rules.config import (
     DECISION_NUMBERS,
     DecisionConfig,
+    DecisionSettings,
     DecisionVerdict,
     MinEvidenceRule,
     RelativeRule,
 )
-from gate_pipeline.lib.rules.evaluators import _eval_absolute, _eval_min_evidence, _eval_relative
+from gate_pipeline.lib.rules.evaluators import (
+    Pending,
+    _eval_min_evidence,
+    family_of,
+    finish,
+    prepare_absolute,
+    prepare_relative,
+)
 from gate_pipeline.lib.rules.explain import _summary
 from gate_pipeline.lib.rules.fmt import iso as _iso
-from gate_pipeline.lib.rules.results import Decision, RuleResult
+from gate_pipeline.lib.rules.results import Decision, DecisionMethod, RuleResult
 from gate_pipeline.lib.rules.selection import _Selection
 from gate_pipeline.lib.rules.values import _Ctx
 from gate_pipeline.lib.stats import METRICS_PREFIX
@@ -89,13 +98,16 @@ def evaluate(runs: pd.DataFrame, cfg: DecisionConfig, *, now: datetime | None = 
     sel = _Selection(df, cfg, now_ts)
     ctx = _Ctx(df, cfg, now_ts)
     results: list[RuleResult] = []
+    pending: list[Pending] = []
     for rule in cfg.rules_for():
         if isinstance(rule, MinEvidenceRule):
             results.append(_eval_min_evidence(rule, sel))
         elif isinstance(rule, RelativeRule):
-            results.append(_eval_relative(rule, sel.current, ctx, sel))
+            pending.append(prepare_relative(rule, sel.current, ctx, sel))
         else:
-            results.append(_eval_absolute(rule, sel.current, ctx))
+            pending.append(prepare_absolute(rule, sel.current, ctx))
+    sizes = assign_levels(pending, cfg.decision)
+    results += [finish(p, cfg.decision) for p in pending]
     results.sort(key=lambda r: r.name)
     counted = [r for r in results if not r.observe_only]
     verdicts = {r.verdict for r in counted}
@@ -125,7 +137,55 @@ def evaluate(runs: pd.DataFrame, cfg: DecisionConfig, *, now: datetime | None = 
         last_run_at=_iso(sel.last),
         evaluated_at=_iso(now_ts) if now_ts is not None else None,
         counted_rules=len(counted),
+        method=_method(cfg.decision, sizes),
         rules=results,
+    )
+
+
+def assign_levels(pending: list[Pending], s: DecisionSettings) -> dict[str, int]:
+    """Give every test the level its bad side is judged at: NO_GO and ROLLBACK are unions over the counted
+    tests (rules x strata), so each family shares its alpha (Holm or Bonferroni). Observe-only rules are not in
+    a family (they stop nothing) and use the family alpha alone. Returns the family sizes."""
+    sizes = {}
+    for family, alpha in (("no_go", s.alpha_no_go), ("rollback", s.alpha_rollback)):
+        members = [p for p in pending if family_of(p.rule) == family]
+        units = [u for p in members if not p.rule.observe_only for u in p.units]
+        sizes[family] = m = len(units)
+        if m:
+            levels = [alpha / (m - j) for j in range(m)]
+            pvals = np.array([u.test.p_bad(levels) if u.test is not None else 1.0 for u in units])
+            rejected, level = iv.familywise_reject(pvals, alpha, s.multiplicity)
+            for u, r, a in zip(units, rejected.tolist(), level.tolist(), strict=True):
+                u.rejected, u.alpha_bad, u.family_size = bool(r), float(a), m
+        for p in members:
+            if p.rule.observe_only:
+                for u in p.units:
+                    u.alpha_bad = alpha
+                    u.rejected = u.test is not None and u.test.p_bad([alpha]) <= alpha
+    return sizes
+
+
+def _method(s: DecisionSettings, sizes: dict[str, int]) -> DecisionMethod:
+    kind = (
+        "anytime-valid confidence sequences (beta-binomial mixture, Howard et al. 2021): valid however often "
+        "the decision is re-evaluated"
+        if s.interval == "sequential"
+        else "fixed-sample intervals (exact binomial): valid for a one-off analysis, not under repeated looks"
+    )
+    description = (
+        f"{kind}. GO: every counted rule's interval on the good side at alpha={s.alpha_go:g} one-sided. "
+        f"NO_GO: {s.multiplicity} over {sizes['no_go']} counted tests at family-wise alpha={s.alpha_no_go:g}. "
+        f"ROLLBACK: {s.multiplicity} over {sizes['rollback']} triggers at family-wise alpha={s.alpha_rollback:g}."
+    )
+    return DecisionMethod(
+        interval=s.interval,
+        description=description,
+        alpha_go=s.alpha_go,
+        alpha_no_go=s.alpha_no_go,
+        alpha_rollback=s.alpha_rollback,
+        multiplicity=s.multiplicity,
+        no_go_tests=sizes["no_go"],
+        rollback_tests=sizes["rollback"],
     )
 
 

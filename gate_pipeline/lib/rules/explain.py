@@ -24,11 +24,18 @@ def _thr_text(metric: Metric, thr: float) -> str:
     return _fmt_pct(thr) if metric.aggregate == "rate" else _fmt_num(thr, metric.unit)
 
 
-def _ci_text(metric: Metric, ci: tuple[float, float] | None, level: float) -> str:
-    if ci is None:
-        return ""
-    fmt = _fmt_pct if metric.aggregate == "rate" else (lambda x: _fmt_num(x, metric.unit))
-    return f"{level * 100:.0f}% CI {fmt(ci[0])} to {fmt(ci[1])}"
+def _interval_text(fmt, ci: tuple[float | None, float | None]) -> str:
+    lo = "-inf (too few runs to bound it)" if ci[0] is None or ci[0] == float("-inf") else fmt(ci[0])
+    hi = "+inf (too few runs to bound it)" if ci[1] is None or ci[1] == float("inf") else fmt(ci[1])
+    return f"interval {lo} to {hi}"
+
+
+def _settle_text(more: int | None, projectable: bool, max_runs: int) -> str:
+    if not projectable:
+        return "more runs would narrow it"
+    if more is None:
+        return f"at the current rate even {max_runs} runs would not settle it"
+    return f"about {more} more run{'s' if more != 1 else ''} at the current rate would settle it"
 
 
 def _no_data_text(column: str, agg: _Agg, total: int, ctx: _Ctx, min_n: int, scope: str) -> str:
@@ -48,9 +55,12 @@ def _summary(verdict: str, counted: list[RuleResult]) -> str:
     if not counted:
         return "HOLD: no counted rule was evaluated, so there is nothing to base a GO on"
     if verdict == "ROLLBACK":
-        return f"ROLLBACK: rollback trigger fired ({', '.join(names('ROLLBACK'))})"
+        return f"ROLLBACK: rollback trigger fired on its interval ({', '.join(names('ROLLBACK'))})"
     if verdict == "NO_GO":
-        return f"NO_GO: {len(names('FAIL'))} counted rule(s) failed ({', '.join(names('FAIL'))})"
+        return (
+            f"NO_GO: {len(names('FAIL'))} counted rule(s) failed, their intervals wholly past the threshold "
+            f"({', '.join(names('FAIL'))})"
+        )
     if verdict == "HOLD":
         return f"HOLD: {len(names('HOLD'))} counted rule(s) need more evidence ({', '.join(names('HOLD'))})"
     return f"GO: all {len(counted)} counted rules pass"

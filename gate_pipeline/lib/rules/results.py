@@ -20,6 +20,7 @@ class StratumResult(_Out):
     n: int
     ci_low: float | None = None
     ci_high: float | None = None
+    runs_needed: int | None = None
     why: str
 
 
@@ -39,6 +40,7 @@ class RuleResult(_Out):
     ci_low: float | None = None
     ci_high: float | None = None
     ci_method: str | None = None
+    method: str | None = None
     n: int
     missing: int = 0
     stratum: str | None = None
@@ -46,6 +48,19 @@ class RuleResult(_Out):
     details: dict[str, float | int | str | None] = Field(default_factory=dict)
     evidence_run_ids: list[str] = Field(default_factory=list)
     why: str
+
+
+class DecisionMethod(_Out):
+    """How the verdicts were reached: interval kind, error rates and how they are split over the tests."""
+
+    interval: str
+    description: str
+    alpha_go: float
+    alpha_no_go: float
+    alpha_rollback: float
+    multiplicity: str
+    no_go_tests: int
+    rollback_tests: int
 
 
 class Decision(_Out):
@@ -66,4 +81,5 @@ class Decision(_Out):
     last_run_at: str | None
     evaluated_at: str | None
     counted_rules: int
+    method: DecisionMethod
     rules: list[RuleResult]

@@ -11,6 +11,13 @@ _NO_POSITIONS = np.zeros(0, dtype=np.intp)
 
 
 class _Selection:
+    """The decided policy (candidate), its baseline (the policy introduced before it) and its evidence window.
+
+    ``mode: latest``: the most recently introduced policy_hash (latest first run; ties by hash) holding at
+    least ``min_recent_share`` of the last ``recent_runs`` runs with a hash. Interleaving an old and a new
+    hash never flips it: introduction order does not change when the old hash runs again. Evidence days run
+    from the decided policy's first run to its own last run."""
+
     def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
         self.runs = runs
         has_hash = (
@@ -19,14 +26,14 @@ class _Selection:
             else pd.Series(False, index=runs.index)
         )
         hashes = runs["policy_hash"].where(has_hash) if "policy_hash" in runs.columns else None
+        self._hashes = hashes
+        self._has = has_hash
+        self._order = self._introduction_order()
         self.hash: str | None = None
         if cfg.policy.mode == "explicit":
             self.hash = cfg.policy.policy_hash
-        elif has_hash.any():
-            # runs is sorted by (timestamp, run_id): the last run with a hash is the latest.
-            self.hash = str(hashes[has_hash].iloc[-1])
-        self._hashes = hashes
-        self._has = has_hash
+        elif self._order:
+            self.hash = self._candidate(cfg.policy.recent_runs, cfg.policy.min_recent_share)
         self.current = self.positions_of(self.hash) if self.hash else _NO_POSITIONS
         ts = runs["timestamp"]
         self.first = ts.iat[int(self.current[0])] if len(self.current) else None
@@ -37,7 +44,9 @@ class _Selection:
             self.end = ts.iat[len(runs) - 1]
         else:
             self.end = pd.Timestamp(0, tz="UTC")
-        self.days = None if self.first is None else max(0.0, (self.end - self.first).total_seconds() / 86400)
+        # The decided policy's own span: a later policy's runs (or a late `now`) add no evidence days.
+        span = None if self.first is None or pd.isna(self.last) else (self.last - self.first).total_seconds()
+        self.days = None if span is None else max(0.0, span / 86400)
         self.previous = self._previous()
 
     def positions_of(self, h: str | None) -> np.ndarray:
@@ -47,16 +56,30 @@ class _Selection:
         mask = (self._hashes == h).fillna(False).to_numpy(dtype=bool)
         return np.flatnonzero(mask)
 
-    def _previous(self) -> str | None:
-        """The policy first seen just before the current one (order: first-seen timestamp, then hash)."""
-        if self.hash is None or self._hashes is None or not self._has.any():
-            return None
+    def _introduction_order(self) -> list[str]:
+        """Hashes by first run (timestamp, then hash), oldest first."""
+        if self._hashes is None or not self._has.any():
+            return []
         df = pd.DataFrame({"h": self._hashes[self._has].astype(str), "t": self.runs["timestamp"][self._has]})
         # Runs are in (timestamp, run_id) order with NaT last, so a policy's first row holds its earliest
         # timestamp (= the groupby min, NaT only when all are NaT) without a groupby over the history.
         first = df.drop_duplicates("h", keep="first").sort_values(["t", "h"], kind="mergesort")
-        order = first["h"].tolist()
-        if self.hash not in order:
+        return first["h"].tolist()
+
+    def _candidate(self, recent_runs: int, min_share: float) -> str:
+        recent = self._hashes[self._has].astype(str).iloc[-recent_runs:]
+        share = recent.value_counts(normalize=True)
+        for h in reversed(self._order):
+            if share.get(h, 0.0) >= min_share:
+                return h
+        # No hash reaches the share (it is set above 1 / number of recent hashes): the most common recent one,
+        # ties to the later introduced.
+        rank = {h: i for i, h in enumerate(self._order)}
+        return max(share.index, key=lambda h: (share[h], rank[h]))
+
+    def _previous(self) -> str | None:
+        """The policy introduced just before the decided one."""
+        if self.hash is None or self.hash not in self._order:
             return None
-        i = order.index(self.hash)
-        return order[i - 1] if i > 0 else None
+        i = self._order.index(self.hash)
+        return self._order[i - 1] if i > 0 else None

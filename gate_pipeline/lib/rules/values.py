@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,8 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.rules.config import _COMPARE, QUANTILES, DecisionConfig, Match
-from gate_pipeline.lib.stats import METRICS_PREFIX, wilson_bounds
+from gate_pipeline.lib.rules.inference import Spec
+from gate_pipeline.lib.stats import METRICS_PREFIX
 
 
 def _is_missing(v: Any) -> bool:
@@ -36,14 +36,6 @@ def _scalar_eq(v: Any, target: Any) -> bool:
     return isinstance(v, str) and isinstance(target, str) and v == target
 
 
-def _quantile_ci(sorted_vals: np.ndarray, q: float, z: float) -> tuple[float, float]:
-    n = len(sorted_vals)
-    sd = math.sqrt(n * q * (1 - q))
-    lo = min(max(math.floor(n * q - z * sd), 1), n)
-    hi = min(max(math.ceil(n * q + z * sd), 1), n)
-    return float(sorted_vals[lo - 1]), float(sorted_vals[hi - 1])
-
-
 class _Agg:
     """One aggregate with its evidence."""
 
@@ -55,11 +47,11 @@ class _Agg:
         *,
         k: int | None = None,
         invalid: int = 0,
-        ci: tuple[float, float] | None = None,
-        ci_method: str | None = None,
+        arr: np.ndarray | None = None,
     ):
+        # arr: the sorted numeric values (numeric aggregates), what intervals and tests are computed from.
         self.value, self.n, self.missing, self.k = value, n, missing, k
-        self.invalid, self.ci, self.ci_method = invalid, ci, ci_method
+        self.invalid, self.arr = invalid, arr
 
 
 class _Vals:
@@ -152,7 +144,7 @@ def _match_hits(vals: _Vals, match: Match) -> np.ndarray:
     return np.asarray(hits, dtype=bool) & ~vals.missing
 
 
-def _aggregate(vals: _Vals, aggregate: str, match: Match | None, z: float) -> _Agg:
+def _aggregate(vals: _Vals, aggregate: str, match: Match | None) -> _Agg:
     missing = int(vals.missing.sum())
     if aggregate in ("count", "rate"):
         n = len(vals) - missing
@@ -161,31 +153,24 @@ def _aggregate(vals: _Vals, aggregate: str, match: Match | None, z: float) -> _A
             return _Agg(float(k), n, missing, k=k)
         if n == 0:
             return _Agg(None, 0, missing, k=0)
-        return _Agg(k / n, n, missing, k=k, ci=wilson_bounds(k, n, z), ci_method="wilson")
+        return _Agg(k / n, n, missing, k=k)
     invalid = len(vals) - missing - int(vals.is_num.sum())
     # Stable sort: equal values (0.0 / -0.0) keep input order, exactly like sorted() on a list.
     arr = np.sort(vals.num[vals.is_num], kind="stable")
     n = len(arr)
     if n == 0:
         return _Agg(None, 0, missing + invalid, invalid=invalid)
-    ci: tuple[float, float] | None = None
-    method: str | None = None
     if aggregate == "mean":
         value = float(arr.mean())
-        if n >= 2:
-            half = z * float(arr.std(ddof=1)) / math.sqrt(n)
-            ci, method = (value - half, value + half), "normal_mean"
     elif aggregate in QUANTILES:
-        q = QUANTILES[aggregate]
-        value = float(np.percentile(arr, q * 100, method="linear"))
-        ci, method = _quantile_ci(arr, q, z), "order_statistic"
+        value = float(np.percentile(arr, QUANTILES[aggregate] * 100, method="linear"))
     elif aggregate == "min":
         value = float(arr[0])
     elif aggregate == "max":
         value = float(arr[-1])
     else:  # sum
         value = float(math.fsum(arr.tolist()))
-    return _Agg(value, n, missing + invalid, invalid=invalid, ci=ci, ci_method=method)
+    return _Agg(value, n, missing + invalid, invalid=invalid, arr=arr)
 
 
 class _Ctx:
@@ -194,7 +179,7 @@ class _Ctx:
     def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
         self.runs = runs
         self.cfg = cfg
-        self.z = NormalDist().inv_cdf((1 + cfg.confidence_level) / 2)
+        self.spec = Spec.of(cfg.decision)
         self._metrics: dict[int, dict[str, Any]] = {}
         self._columns: dict[str, _Vals] = {}
         self._objects: dict[str, np.ndarray] = {}
