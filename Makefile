@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test ui ui-readonly bench lint browser-deps postgres-deps sample
+.PHONY: setup run test test-fast check-defs ui ui-readonly bench lint browser-deps postgres-deps sample
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,19 @@ postgres-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL missing: install Debian's postgresql package for the scale-out test"; fi; }
 
-## The whole test suite (unit, S3 on a loopback moto server, Postgres, Dagster services, browser).
-test: setup browser-deps postgres-deps
+## The whole test suite (unit, S3 on a loopback moto server, Postgres, Dagster services, browser), and the
+## definitions loaded the dg way.
+test: setup browser-deps postgres-deps check-defs
 	$(PY) -m pytest
+
+## The inner loop: unit tests and in-process Dagster runs; no servers, no slow tests.
+FAST_MARKERS := not e2e and not browser and not postgres and not s3 and not slow
+test-fast: setup
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
+
+## `dg check defs`: gate_pipeline/defs/ loads with dg.load_from_defs_folder and every definition is valid.
+check-defs: setup
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg check defs
 
 ## Dagster UI on the sample (materialized first if it never was), bound to $(UI_HOST):$(UI_PORT).
 ui: setup

@@ -74,7 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         if days[0] < pipeline.partitions.start_date:
-            os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+            # The partitions must reach back to the first date folder.
+            settings = settings.model_copy(update={"start_date": days[0]})
         what = f"all {len(days)}" if cursor is None else f"{len(days)} new or changed"
         print(
             f"gate-pipeline: materializing {what} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
@@ -91,7 +92,7 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
-    from gate_pipeline.defs.analysis import unchanged_config_sources
+    from gate_pipeline.defs.config import unchanged_config_sources
     from gate_pipeline.defs.resources import GateStorage
 
     home = _ensure_dagster_home()
@@ -137,7 +138,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
         return 2
     if days[0] < settings.pipeline_config().partitions.start_date:
-        os.environ["GATE_PIPELINE_START_DATE"] = days[0]
+        settings = settings.model_copy(update={"start_date": days[0]})
     before = (
         orjson.loads(outputs.read_bytes("rollout_metrics.json"))
         if outputs.exists("rollout_metrics.json")

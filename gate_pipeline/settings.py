@@ -3,9 +3,10 @@
 | env var | meaning | default |
 |---|---|---|
 | CI_ARTIFACT_PATH | artifact root, local path or s3://bucket/prefix | the bundled sample artifacts |
-| GATE_PIPELINE_DATA | intermediate tables (parquet per partition) | <project>/var/data |
+| GATE_PIPELINE_DATA | intermediate tables (parquet per partition) | <project>/var/data/<12 hex of the artifact root's sha256> (the CLI: <out>/_data) |
 | GATE_PIPELINE_OUT | published outputs | <project>/var/outputs |
 | GATE_PIPELINE_CONFIG | config folder (local or s3://) | <project>/config |
+| GATE_PIPELINE_START_DATE | first daily partition, when earlier than pipeline.yaml's | pipeline.yaml |
 S3 endpoint and credentials come from the standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …).
 """
 
@@ -16,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from gate_pipeline.lib.config import load_model
 from gate_pipeline.lib.storage import Store, sha256_bytes
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -29,18 +30,6 @@ def project_root() -> Path:
     """The repo root for an editable install (where config/ lives), else the working directory."""
     candidate = PACKAGE_DIR.parent
     return candidate if (candidate / "pyproject.toml").exists() else Path.cwd()
-
-
-class ConfigError(ValueError):
-    """A config file is invalid; the message names the file, the key and the problem."""
-
-
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors():
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]).replace(".[", "[")
-        problems.append(f"{source}: {key or '<root>'}: {err['msg']}")
-    return "\n".join(problems)
 
 
 class IngestSettings(BaseModel):
@@ -98,16 +87,8 @@ class PipelineConfig(BaseModel):
 
 
 def load_pipeline_config(raw: bytes, source: str) -> PipelineConfig:
-    try:
-        data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: <root>: expected a mapping, got {type(data).__name__}")
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from exc
+    """config/pipeline.yaml (empty = all defaults); raises lib.config.ConfigError naming file and key."""
+    return load_model(raw, source, PipelineConfig, empty_is_default=True)
 
 
 class Settings(BaseModel):
@@ -119,6 +100,9 @@ class Settings(BaseModel):
     outputs_url: str
     config_url: str
     storage_options: dict[str, Any] = {}
+    #: First daily partition when it must be earlier than pipeline.yaml's (the CLI sets it when the
+    #: artifacts start before the configured first day).
+    start_date: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
@@ -129,6 +113,7 @@ class Settings(BaseModel):
             "data_url": env.get("GATE_PIPELINE_DATA"),
             "outputs_url": env.get("GATE_PIPELINE_OUT") or str(root / "var" / "outputs"),
             "config_url": env.get("GATE_PIPELINE_CONFIG") or str(root / "config"),
+            "start_date": env.get("GATE_PIPELINE_START_DATE"),
         }
         values.update({k: v for k, v in overrides.items() if v})
         if not values["data_url"]:
@@ -148,14 +133,12 @@ class Settings(BaseModel):
         store = self.config_store()
         return store.read_bytes(name), store.url(name)
 
-    def pipeline_config(self, env: Mapping[str, str] | None = None) -> PipelineConfig:
-        env = os.environ if env is None else env
+    def pipeline_config(self) -> PipelineConfig:
         store = self.config_store()
         config = PipelineConfig()
         if store.exists("pipeline.yaml"):
             config = load_pipeline_config(*self.read_config_file("pipeline.yaml"))
-        if env.get("GATE_PIPELINE_START_DATE"):
-            # The CLI widens the partition range when artifacts start before the configured first day.
-            partitions = PartitionSettings(start_date=env["GATE_PIPELINE_START_DATE"])
+        if self.start_date:
+            partitions = PartitionSettings(start_date=self.start_date)
             config = config.model_copy(update={"partitions": partitions})
         return config

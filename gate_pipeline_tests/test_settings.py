@@ -2,7 +2,8 @@
 
 import pytest
 
-from gate_pipeline.settings import ConfigError, PipelineConfig, Settings, load_pipeline_config
+from gate_pipeline.lib.config import ConfigError
+from gate_pipeline.settings import PipelineConfig, Settings, load_pipeline_config
 from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE
 
 
@@ -48,8 +49,9 @@ def test_repo_pipeline_config_is_valid_and_equals_defaults():
             b"partitions:\n  start_date: March\n",
             "config/pipeline.yaml: partitions.start_date: String should match",
         ),
-        (b"- a list\n", "config/pipeline.yaml: <root>: expected a mapping, got list"),
-        (b"ingest: [\n", "config/pipeline.yaml: not valid YAML"),
+        (b"- a list\n", "config/pipeline.yaml: <root>: top level must be a mapping, got list"),
+        (b"ingest: [\n", "config/pipeline.yaml: <root>: not valid YAML"),
+        (b"ingest: {}\ningest: {}\n", "config/pipeline.yaml: <root>: not valid YAML: duplicate key 'ingest'"),
     ],
 )
 def test_invalid_pipeline_config_names_file_key_and_problem(text, message):
@@ -58,10 +60,11 @@ def test_invalid_pipeline_config_names_file_key_and_problem(text, message):
     assert message in str(err.value)
 
 
-def test_start_date_override_from_env(tmp_path):
+def test_start_date_override_is_a_settings_value(tmp_path):
     settings = Settings(artifacts_url="/a", data_url="/d", outputs_url="/o", config_url=str(CONFIG))
-    assert (
-        settings.pipeline_config({"GATE_PIPELINE_START_DATE": "2025-06-01"}).partitions.start_date
-        == "2025-06-01"
-    )
-    assert settings.pipeline_config({}).partitions.start_date == "2026-03-01"
+    assert settings.pipeline_config().partitions.start_date == "2026-03-01"
+    earlier = settings.model_copy(update={"start_date": "2025-06-01"})
+    assert earlier.pipeline_config().partitions.start_date == "2025-06-01"
+    # A code location started by `dagster dev` gets it from the environment, like the roots.
+    env = {"GATE_PIPELINE_START_DATE": "2025-07-01"}
+    assert Settings.from_env(env).pipeline_config().partitions.start_date == "2025-07-01"

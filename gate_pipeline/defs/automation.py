@@ -1,62 +1,122 @@
-"""When rollout_series must follow its daily parent: by event ids, not by tick order.
+"""Automation: the jobs, the artifact sensor and the declarative-automation sensor.
 
-`eager()` decides "which came first" only to one automation tick (dagster#24650): a day classified while
-the series was being materialized, or in the same tick as another run's series finished, counts as handled
-and never reaches the decision. So the series records the newest classified_runs event id it could see
-before reading its inputs, and this condition asks for it again whenever a newer one exists.
+The artifact sensor is one implementation over fsspec (a local folder and an S3 prefix alike); the
+unpartitioned assets (series, statistics, decision, report) follow their parents through declarative
+automation, and the config sources are observed on a cron.
 """
+
+import json
+from datetime import UTC, datetime
 
 import dagster as dg
 
-SEEN_EVENT_ID = "classified_runs_event_id"
+from gate_pipeline.dagster_helpers.partitions import daily_partitions
+from gate_pipeline.defs.classified import CLASSIFIED_RUNS
+from gate_pipeline.defs.config import CONFIG_SOURCE_FILES
+from gate_pipeline.defs.ingest import INGEST_CHAIN
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
+from gate_pipeline.settings import SensorSettings, Settings
+
+ALL_ASSETS_JOB = "gate_pipeline_all"
+RECLASSIFY_JOB = "reclassify_history"
 
 
-def latest_event_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
-    """Storage id of the newest materialization of any partition of ``key`` (one asset-record query)."""
-    records = instance.get_asset_records([key])
-    record = records[0].asset_entry.last_materialization_record if records else None
-    return record.storage_id if record else None
+def build_jobs() -> list:
+    return [
+        dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(include_sources=True)),
+        # After a whitelist edit: re-classify stored run tables and everything downstream; no JSON is read.
+        dg.define_asset_job(
+            RECLASSIFY_JOB,
+            # The config sources are in it so an edited file is observed first (the CLI skips unchanged ones).
+            selection=dg.AssetSelection.assets(CLASSIFIED_RUNS).downstream()
+            | dg.AssetSelection.assets(*CONFIG_SOURCE_FILES),
+            description="Re-classify all history from stored run tables after a whitelist change, in one run.",
+        ),
+    ]
 
 
-def seen_event_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
-    """The parent event id ``key``'s latest materialization recorded (``SEEN_EVENT_ID``), if any."""
-    event = instance.get_latest_materialization_event(key)
-    materialization = event.asset_materialization if event else None
-    value = materialization.metadata.get(SEEN_EVENT_ID) if materialization else None
-    return value.value if isinstance(value, dg.IntMetadataValue) else None
-
-
-class ParentNewerThanSeen(dg.AutomationCondition):
-    """True while ``parent`` has a materialization newer than the one the target's latest run had seen."""
-
-    def __init__(self, parent: str):
-        self._parent = dg.AssetKey(parent)
-
-    @property
-    def description(self) -> str:
-        return f"{self._parent.to_user_string()} updated after the latest materialization read it"
-
-    @property
-    def name(self) -> str:
-        return "parent_newer_than_seen"
-
-    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        instance = context.asset_graph_view.instance
-        latest = latest_event_id(instance, self._parent)
-        seen = seen_event_id(instance, context.key)
-        behind = latest is not None and (seen is None or latest > seen)
-        return dg.AutomationResult(
-            context=context,
-            true_subset=context.candidate_subset if behind else context.get_empty_subset(),
+def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSettings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="artifact_sensor",
+        description=(
+            "Watches the artifact root (local folder or s3:// prefix): lists only the last "
+            f"{sensor.lookback_days} day(s) and newer date folders each tick, and requests the ingest chain "
+            "for every day whose file fingerprint changed (run key = day + fingerprint)."
+        ),
+        minimum_interval_seconds=sensor.interval_seconds,
+        asset_selection=INGEST_CHAIN,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def artifact_sensor(context: dg.SensorEvaluationContext, storage: GateStorage) -> dg.SensorResult:
+        scan = scan_for_changes(
+            storage.artifacts().root,
+            load_cursor(context.cursor),
+            today=datetime.now(UTC).date(),
+            lookback_days=sensor.lookback_days,
+            settle_seconds=sensor.settle_seconds,
+        )
+        valid = set(daily.get_partition_keys())
+        # Days a cold build or an earlier run already ingested are not requested again when they show up
+        # as "new" only because this sensor's cursor is empty (first tick, or a reset).
+        ingested = (
+            context.instance.get_materialized_partitions(dg.AssetKey("run_table")) if scan.changed else set()
+        )
+        requests, outside, already = [], [], []
+        for change in scan.changed:
+            if change.date not in valid:
+                outside.append(change.date)
+                continue
+            if change.reason == "new" and change.date in ingested:
+                already.append(change.date)
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=change.run_key,
+                    partition_key=change.date,
+                    asset_selection=INGEST_CHAIN,
+                    tags={"gate_pipeline/change": change.reason},
+                )
+            )
+        summary = scan.summary()
+        if outside:
+            summary["outside_partitions"] = outside  # before partitions.start_date: widen it to ingest them
+        if already:
+            summary["already_ingested"] = already
+        context.log.info(json.dumps(summary, sort_keys=True))
+        if requests:
+            return dg.SensorResult(run_requests=requests, cursor=dump_cursor(scan.cursor))
+        reasons = sorted({s["reason"] for s in summary["skipped"]}) or ["no new or changed day"]
+        counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(
+                f"{'; '.join(reasons)} ({counts}; already ingested: {len(already)}; outside partitions: {len(outside)})"
+            ),
+            cursor=dump_cursor(scan.cursor),
         )
 
+    return artifact_sensor
 
-def follows_parent(parent: str) -> dg.AutomationCondition:
-    """Request the target when ``parent`` is newer than what it read, once nothing upstream or itself runs.
-    After a failed run it waits for the next parent update instead of retrying every tick."""
-    return (
-        ParentNewerThanSeen(parent)
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-        & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
-    ).with_label(f"follows {parent}")
+
+# Unpartitioned assets (series, statistics, decision, report) follow their parents; config sources are observed.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.all(include_sources=True),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    use_user_code_server=True,  # rollout_series follows its parent through a Python condition (dagster_helpers/conditions.py)
+    description="Declarative automation: keeps the decision fresh after sensor-triggered days; observes config.",
+)
+
+
+def build(settings: Settings) -> dg.Definitions:
+    pipeline = settings.pipeline_config()
+    return dg.Definitions(
+        jobs=build_jobs(),
+        sensors=[build_artifact_sensor(daily_partitions(pipeline), pipeline.sensor), automation_sensor],
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(Settings.from_env())

@@ -1,4 +1,4 @@
-"""Decision layer: gate_decision (one asset check per rule, evidence in metadata) and rollout_report."""
+"""Group `decision`: gate_decision (one asset check per rule, evidence in metadata) and rollout_report."""
 
 import base64
 
@@ -6,27 +6,19 @@ import dagster as dg
 import orjson
 import pyarrow.compute as pc
 
-from gate_pipeline.defs.analysis import (
-    ANALYSIS_FILE,
-    DECISION_FILE,
-    HISTORY_FILE,
-    load_whitelist_from,
-    statistics_assets,
-)
-from gate_pipeline.defs.metadata import OWNERS, readable
-from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
+from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
+from gate_pipeline.defs.series import HISTORY_FILE
+from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
 from gate_pipeline.lib import analysis, reports, rules
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
+from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.storage import sha256_bytes
+from gate_pipeline.settings import Settings
 
+GROUP = "decision"
 SCHEMA_VERSION = "1"
-STATISTICS_DEPS = [key for a in statistics_assets for key in a.keys]
-
-
-def load_decision_config_from(storage: GateStorage) -> tuple[rules.DecisionConfig, bytes]:
-    config = storage.config()
-    raw = config.read_bytes(DECISION_FILE)
-    return rules.load_decision_config(raw, config.url(DECISION_FILE)), raw
+STATISTICS_DEPS = list(STATISTICS_DESCRIPTIONS)
 
 
 def read_statistics(storage: GateStorage) -> dict:
@@ -66,13 +58,13 @@ def _rule_evidence(result: rules.RuleResult) -> dict:
 
 
 def _rules_markdown(decision: rules.Decision) -> str:
-    lines = ["| rule | verdict | observed | threshold | n | why |", "|---|---|---|---|---|---|"]
+    rows = []
     for r in decision.rules:
         observed = "—" if r.observed is None else f"{r.observed:.4g}"
         threshold = "—" if r.threshold is None else f"{r.comparator or ''} {r.threshold:.4g}"
         tag = " (observe-only)" if r.observe_only else ""
-        lines.append(f"| {r.name}{tag} | {r.verdict} | {observed} | {threshold} | {r.n} | {r.why} |")
-    return "\n".join(lines)
+        rows.append([f"{r.name}{tag}", r.verdict, observed, threshold, str(r.n), r.why])
+    return markdown_table(["rule", "verdict", "observed", "threshold", "n", "why"], rows)
 
 
 def build_decision_assets(cfg: rules.DecisionConfig) -> list:
@@ -93,10 +85,10 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             dg.AssetSpec(
                 "gate_decision",
                 deps=["rollout_series", *STATISTICS_DEPS, "decision_config"],
-                group_name="decision",
-                description="Should the current policy advance to its next rollout phase? GO / HOLD / NO_GO / "
-                "ROLLBACK, every rule with observed value, threshold, CI, sample size and why; writes "
-                "rollout_metrics.json.",
+                group_name=GROUP,
+                description="Should the policy move to its next rollout phase? GO, HOLD, NO_GO or ROLLBACK, "
+                "with every rule's observed value, threshold, interval, sample size and reason; published "
+                "as rollout_metrics.json.",
                 owners=OWNERS,
                 kinds={"json"},
                 automation_condition=dg.AutomationCondition.eager(),
@@ -104,9 +96,9 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             dg.AssetSpec(
                 "rollout_report",
                 deps=["gate_decision"],
-                group_name="decision",
-                description="The human report rollout_series_v1.md with its chart, and the compact PR comment "
-                "ci_comment.md.",
+                group_name=GROUP,
+                description="The report for people (rollout_series_v1.md with the unknown-rate chart) and "
+                "the short pull-request comment (ci_comment.md).",
                 owners=OWNERS,
                 kinds={"markdown", "png"},
                 automation_condition=dg.AutomationCondition.eager(),
@@ -116,8 +108,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
     )
     def decision_outputs(context: dg.AssetExecutionContext, storage: GateStorage):
         """Decision and report in one step: both need the whole classified history, read once."""
-        config_store = storage.config()
-        cfg_now, decision_raw = load_decision_config_from(storage)
+        cfg_now, decision_raw = storage.decision_config()
         data = storage.data()
         table = analysis.read_history(
             data.read_bytes(HISTORY_FILE), frame_columns(cfg_now) | {*MANIFEST_COLUMNS, "whitelist_sha256"}
@@ -127,10 +118,11 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
         statistics = read_statistics(storage)
         decision = rules.evaluate(history, cfg_now)
-        whitelist = load_whitelist_from(storage)
+        whitelist = storage.whitelist()
         config_files = {DECISION_FILE: decision_raw}
-        if config_store.exists(ANALYSIS_FILE):
-            config_files[ANALYSIS_FILE] = config_store.read_bytes(ANALYSIS_FILE)
+        analysis_raw = storage.config_file(ANALYSIS_FILE)
+        if analysis_raw is not None:
+            config_files[ANALYSIS_FILE] = analysis_raw
         doc = reports.rollout_metrics_document(
             decision, statistics, provenance(table, whitelist.sha256, config_files), SCHEMA_VERSION
         )
@@ -204,3 +196,14 @@ CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
     """History columns the decision step needs as a frame: what the rules read, plus the chart's columns."""
     return rules.used_columns(cfg) | CHART_COLUMNS
+
+
+def build(settings: Settings) -> dg.Definitions:
+    # One asset check per rule of the decision config as it is when the definitions load.
+    decision_cfg, _ = GateStorage.from_settings(settings).decision_config()
+    return dg.Definitions(assets=build_decision_assets(decision_cfg))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(Settings.from_env())

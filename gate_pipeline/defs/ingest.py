@@ -1,9 +1,11 @@
-"""The per-day layers as one step: raw_runs + quarantined_files (ingest) → run_table (validated) →
-classified_runs (analysis), each its own asset with its own group, checks and lineage.
+"""Group `ingest`: raw_runs and quarantined_files, and the per-day step that builds the daily layers.
 
-One step instead of three because each layer only feeds the next: in one pass a day is read, parsed,
-normalized, validated and classified in memory, and a cold build spreads the days over worker processes.
-The step is subsettable: a whitelist backfill selects classified_runs alone and reads the stored run tables.
+The step `daily_tables` materializes raw_runs + quarantined_files (ingest) -> run_table (validated,
+defs/validated.py) -> classified_runs (classified, defs/classified.py), each its own asset with its own
+group, checks and lineage. One step instead of three because each layer only feeds the next: in one pass a
+day is read, parsed, normalized, validated and classified in memory, and a cold build spreads the days over
+worker processes. The step is subsettable: a whitelist backfill selects classified_runs alone and reads the
+stored run tables.
 """
 
 import hashlib
@@ -11,26 +13,32 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
-from gate_pipeline.defs.analysis import load_whitelist_from
-from gate_pipeline.defs.metadata import OWNERS, column_schema, counts_markdown, frame_markdown
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, counts_markdown, frame_markdown
+from gate_pipeline.dagster_helpers.partitions import daily_partitions
+from gate_pipeline.defs.classified import (
+    CLASSIFIED_RUNS,
+    classified_check_spec,
+    classified_results,
+    classified_runs_spec,
+)
 from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.defs.validated import RUN_TABLE, run_table_check_spec, run_table_spec, table_results
 from gate_pipeline.lib import daily
 from gate_pipeline.lib.ingest import IngestLimits
-from gate_pipeline.lib.tables import ClassifiedRuns, QuarantinedFiles, RunTable
-from gate_pipeline.settings import PipelineConfig
+from gate_pipeline.lib.tables import QuarantinedFiles
+from gate_pipeline.settings import PipelineConfig, Settings
 
+GROUP = "ingest"
 FILE_COUNTS = ["files_discovered", "files_accepted", "files_quarantined", "files_ignored"]
 RUN_COUNTS = ["runs_discovered", "runs_with_gate_result", "runs_quarantined"]
-TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined"]
-RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS = (
-    dg.AssetKey(name)
-    for name in (daily.RAW_RUNS, daily.QUARANTINED_FILES, daily.RUN_TABLE, daily.CLASSIFIED_RUNS)
-)
-RUN_TABLE_CHECK = dg.AssetCheckKey(RUN_TABLE, "run_table_schema")
-CLASSIFIED_CHECK = dg.AssetCheckKey(CLASSIFIED_RUNS, "classified_runs_schema")
+RAW_RUNS = dg.AssetKey(daily.RAW_RUNS)
+QUARANTINED_FILES = dg.AssetKey(daily.QUARANTINED_FILES)
+WHITELIST_SOURCE = dg.AssetKey("unknown_whitelist")
+#: The per-day chain a new or changed day needs (what the artifact sensor requests).
+INGEST_CHAIN = [RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS]
 
 
-def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: PipelineConfig) -> list:
+def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: PipelineConfig) -> list:
     limits = IngestLimits(max_file_bytes=pipeline.ingest.max_file_bytes)
     workers = daily.resolve_workers(pipeline.ingest.workers)
     parallel_min_days = pipeline.ingest.parallel_min_days
@@ -40,67 +48,34 @@ def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: Pipe
         specs=[
             dg.AssetSpec(
                 RAW_RUNS,
-                group_name="ingest",
-                description="Parsed CI artifacts of one day: one row per run folder with a usable gate_result.json "
-                "(payloads as canonical JSON, sha256 of every file).",
+                group_name=GROUP,
+                description="Parsed CI artifacts of one day: one row per run folder with a usable "
+                "gate_result.json (payloads as canonical JSON, sha256 of every file).",
                 owners=OWNERS,
                 kinds={"pandas", "parquet"},
                 skippable=True,
             ),
             dg.AssetSpec(
                 QUARANTINED_FILES,
-                group_name="ingest",
-                description="Files and runs that could not be used (not UTF-8, not JSON, not an object, empty, "
-                "too large, missing gate_result.json, duplicate run_id) with path, sha256 and reason.",
+                group_name=GROUP,
+                description="Files and runs that could not be used (for example not UTF-8, not JSON, too "
+                "large, no gate_result.json, a duplicate run_id), each with path, sha256 and reason.",
                 owners=OWNERS,
                 kinds={"pandas", "parquet"},
                 metadata=column_schema(QuarantinedFiles),
                 skippable=True,
             ),
-            dg.AssetSpec(
-                RUN_TABLE,
-                deps=[RAW_RUNS],
-                group_name="validated",
-                description="One row per accepted CI run of a day, joining gate_result, drift_report and metrics; "
-                "missing/invalid fields are null with an unknown class naming the field; duplicates resolved.",
-                owners=OWNERS,
-                kinds={"pandas", "parquet"},
-                metadata=column_schema(RunTable),
-                skippable=True,
-            ),
-            dg.AssetSpec(
-                CLASSIFIED_RUNS,
-                deps=[RUN_TABLE, "unknown_whitelist"],
-                group_name="analysis",
-                description="Every run with its unknown classes against the current whitelist, computed from the "
-                "run_table (never from JSON). A whitelist edit is a backfill of this asset and what sits downstream.",
-                owners=OWNERS,
-                kinds={"pandas", "parquet"},
-                metadata=column_schema(ClassifiedRuns),
-                skippable=True,
-            ),
+            run_table_spec(RAW_RUNS),
+            classified_runs_spec(RUN_TABLE, WHITELIST_SOURCE),
         ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                RUN_TABLE_CHECK.name,
-                asset=RUN_TABLE,
-                blocking=True,
-                description="pandera RunTable validated lazily: every failure case is listed.",
-            ),
-            dg.AssetCheckSpec(
-                CLASSIFIED_CHECK.name,
-                asset=CLASSIFIED_RUNS,
-                blocking=True,
-                description="pandera ClassifiedRuns validated lazily.",
-            ),
-        ],
-        partitions_def=daily_partitions,
+        check_specs=[run_table_check_spec(), classified_check_spec()],
+        partitions_def=daily_partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
     )
     def daily_tables(context: dg.AssetExecutionContext, storage: GateStorage):
         selected = context.selected_asset_keys
-        whitelist = load_whitelist_from(storage) if CLASSIFIED_RUNS in selected else None
+        whitelist = storage.whitelist() if CLASSIFIED_RUNS in selected else None
         job = daily.DailyJob(
             artifacts_url=storage.artifacts_url,
             data_url=storage.data_url,
@@ -131,9 +106,9 @@ def build_daily_assets(daily_partitions: dg.PartitionsDefinition, pipeline: Pipe
         if job.ingest:
             yield from _ingest_results(selected, storage, results, processes)
         if job.table:
-            yield from _table_results(context, results, table_failures)
+            yield from table_results(context, results, table_failures)
         if whitelist is not None and not table_failures:
-            yield from _classified_results(context, whitelist, results, classified_failures)
+            yield from classified_results(context, whitelist, results, classified_failures)
 
     return [daily_tables]
 
@@ -176,52 +151,11 @@ def _ingest_results(selected, storage: GateStorage, results: list[daily.DayResul
         )
 
 
-def _table_results(context: dg.AssetExecutionContext, results, failures: list[dict]):
-    per_day = {r.day: r.table_counts for r in results if r.table_counts is not None}
-    missing = sorted(r.day for r in results if r.missing_input == daily.RAW_RUNS)
-    totals = {k: sum(c[k] for c in per_day.values()) for k in TABLE_COUNTS}
-    yield dg.MaterializeResult(
-        asset_key=RUN_TABLE,
-        metadata={
-            "dagster/row_count": totals["runs_accepted"],
-            **totals,
-            "runs_with_field_issues": sum(r.field_issue_runs for r in results),
-            "days_without_raw_runs": len(missing),
-            "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, TABLE_COUNTS)),
-        },
-    )
-    if RUN_TABLE_CHECK in context.selected_asset_check_keys:
-        yield dg.AssetCheckResult(
-            asset_key=RUN_TABLE,
-            check_name=RUN_TABLE_CHECK.name,
-            passed=not failures,
-            metadata={
-                "failure_count": len(failures),
-                "failure_cases": dg.MetadataValue.json(failures[:100]),
-                "days_checked": len(per_day),
-            },
-        )
+def build(settings: Settings) -> dg.Definitions:
+    pipeline = settings.pipeline_config()
+    return dg.Definitions(assets=build_daily_assets(daily_partitions(pipeline), pipeline))
 
 
-def _classified_results(context: dg.AssetExecutionContext, whitelist, results, failures: list[dict]):
-    classified = [r for r in results if r.classified_rows is not None]
-    if not failures:
-        yield dg.MaterializeResult(
-            asset_key=CLASSIFIED_RUNS,
-            metadata={
-                "dagster/row_count": sum(r.classified_rows for r in classified),
-                "days": len(classified),
-                "days_without_run_table": sum(1 for r in results if r.missing_input is not None),
-                "whitelist_sha256": whitelist.sha256,
-                "whitelist_entries": len(whitelist.entries),
-                "runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
-                "runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),
-            },
-        )
-    if CLASSIFIED_CHECK in context.selected_asset_check_keys:
-        yield dg.AssetCheckResult(
-            asset_key=CLASSIFIED_RUNS,
-            check_name=CLASSIFIED_CHECK.name,
-            passed=not failures,
-            metadata={"failure_count": len(failures), "failure_cases": dg.MetadataValue.json(failures[:100])},
-        )
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(Settings.from_env())

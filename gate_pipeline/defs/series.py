@@ -1,22 +1,23 @@
-"""rollout_series: every run of every day, deduplicated and sorted, published as CSV + parquet."""
+"""Group `series`: rollout_series, every run of every day, deduplicated and sorted, as CSV + parquet."""
 
 import dagster as dg
 import orjson
 
-from gate_pipeline.defs.analysis import HISTORY_FILE, VERSIONS_FOLDER
-from gate_pipeline.defs.automation import SEEN_EVENT_ID, follows_parent, latest_event_id
-from gate_pipeline.defs.metadata import OWNERS, column_schema
+from gate_pipeline.dagster_helpers.conditions import SEEN_EVENT_ID, follows_parent, latest_event_id
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.lib import series as series_lib
+from gate_pipeline.lib import daily, series_cache
 from gate_pipeline.lib.analysis import counts_section
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
+from gate_pipeline.settings import Settings
 
-SOURCE_TABLE = "classified_runs"
-CACHE_FOLDER = (
-    "rollout_series_cache"  # per-day formatted + validated fragments (lib/series.py, update_series)
-)
-LEGACY_CACHE = ("rollout_union.parquet", "rollout_union_versions.json")  # the former union cache
+GROUP = "series"
+SOURCE_TABLE = daily.CLASSIFIED_RUNS
+HISTORY_FILE = "rollout_runs.parquet"  # the classified, deduplicated history the statistics and decision read
+VERSIONS_FOLDER = daily.CLASSIFIED_VERSIONS  # <day>.sha256: digest of each stored classified_runs file
+# Per-day formatted + validated fragments (lib/series_cache.py, update_series).
+CACHE_FOLDER = "rollout_series_cache"
 
 
 def classified_versions(storage: GateStorage) -> dict[str, str]:
@@ -29,14 +30,14 @@ def classified_versions(storage: GateStorage) -> dict[str, str]:
 
 @dg.asset(
     deps=[SOURCE_TABLE],
-    group_name="analysis",
-    description="The rollout time series (seed 000): one row per run over all days, sorted by (timestamp, "
-    "run_id), written byte-identically as rollout_series.csv and .parquet to the outputs location.",
+    group_name=GROUP,
+    description="The rollout time series: one row per run over all days, sorted by time (then run id), "
+    "published as rollout_series.csv and rollout_series.parquet.",
     owners=OWNERS,
     kinds={"pandas", "csv", "parquet"},
     metadata=column_schema(RolloutSeries),
     # Not eager(): it waits for every daily parent partition (days without artifacts stay missing) and
-    # loses days that land while the series runs (defs/automation.py).
+    # loses days that land while the series runs (dagster_helpers/conditions.py).
     automation_condition=follows_parent(SOURCE_TABLE),
 )
 def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> dg.MaterializeResult:
@@ -45,10 +46,10 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     data = storage.data()
     versions = classified_versions(storage)
     try:
-        built = series_lib.update_series(
+        built = series_cache.update_series(
             data, CACHE_FOLDER, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
         )
-    except series_lib.SeriesSchemaError as exc:
+    except series_cache.SeriesSchemaError as exc:
         raise dg.Failure(
             "rollout_series violates its schema",
             metadata={"failure_cases": dg.MetadataValue.json(exc.failures[:50])},
@@ -57,9 +58,6 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     csv_url = outputs.write_bytes(built.csv, "rollout_series.csv")
     outputs.write_bytes(built.series_parquet, "rollout_series.parquet")
     data.write_bytes(built.history_parquet, HISTORY_FILE)
-    for name in LEGACY_CACHE:
-        if data.exists(name):
-            series_lib.remove(data, name)
     counts = counts_section(
         [orjson.loads(b) for b in data.read_folder("ingest_counts", suffix=".json").values()],
         [orjson.loads(b) for b in data.read_folder("table_counts", suffix=".json").values()],
@@ -84,3 +82,12 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
             "csv_sha256": sha256_bytes(built.csv),
         }
     )
+
+
+def build(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[rollout_series])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(Settings.from_env())

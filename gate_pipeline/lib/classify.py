@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from gate_pipeline.lib.tables import ClassifiedRuns, RunTable
 from gate_pipeline.lib.whitelist import Whitelist
 
 __all__ = [
@@ -34,7 +35,8 @@ __all__ = [
 
 NON_WHITELISTED_PREFIX = "non_whitelisted:"
 CAUSE_PREFIX = "cause:"
-CLASSIFIED_COLUMNS = ["unknown_classes", "whitelisted_classes", "non_whitelisted_reasons", "whitelist_sha256"]
+# The columns classification adds to the run table: ClassifiedRuns' columns beyond RunTable's.
+CLASSIFIED_COLUMNS = [c for c in ClassifiedRuns.to_schema().columns if c not in RunTable.to_schema().columns]
 
 
 def canonical_json_array(items: list[str]) -> str:

@@ -12,6 +12,7 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.storage import Store, sha256_bytes
+from gate_pipeline.lib.tables import QuarantinedFiles
 
 ARTIFACT_KINDS = {
     "gate_result.json": "gate_result",
@@ -45,7 +46,8 @@ RAW_RUN_COLUMNS = [
     "metrics_sha256",
     "other_files",
 ]
-QUARANTINE_COLUMNS = ["date", "path", "run_path", "file_kind", "sha256", "size_bytes", "reason", "detail"]
+# The quarantined_files columns, in order: the pandera model's.
+QUARANTINE_COLUMNS = list(QuarantinedFiles.to_schema().columns)
 
 
 @dataclass(frozen=True)

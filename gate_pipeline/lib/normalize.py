@@ -23,6 +23,7 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.ingest import QUARANTINE_COLUMNS, canonical_json, quarantine_frame
+from gate_pipeline.lib.tables import RunTable
 
 OUTCOMES = frozenset({"PASS", "COMMENT", "WARN", "FAIL"})
 POLICY_STATES = frozenset({"pinned", "unpinned"})
@@ -32,34 +33,8 @@ DRIFT_COUNTS = {
     "Unknown_count": "unknown_count",
     "Overrides_count": "overrides_count",
 }
-RUN_TABLE_COLUMNS = [
-    "run_id",
-    "run_id_source",
-    "timestamp",
-    "timestamp_source",
-    "date",
-    "run_path",
-    "policy_hash",
-    "outcome",
-    "unknown_rate",
-    "top_reasons",
-    "policy_state",
-    "stratum",
-    "drift_schema_version",
-    "warn_count",
-    "fail_count",
-    "unknown_count",
-    "overrides_count",
-    "unknown_causes",
-    "metrics",
-    "has_drift_report",
-    "has_metrics",
-    "field_issues",
-    "gate_sha256",
-    "drift_sha256",
-    "metrics_sha256",
-    "duplicate_count",
-]
+# The run_table columns, in order: the pandera model's.
+RUN_TABLE_COLUMNS = list(RunTable.to_schema().columns)
 _COUNT_COLS = frozenset(DRIFT_COUNTS.values())
 _EMPTY_LIST = "[]"
 _EMPTY_OBJ = "{}"

@@ -23,31 +23,20 @@ from typing import Any, Literal
 
 import orjson
 import pandas as pd
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from gate_pipeline.lib.config import ConfigProblem, key_path, load_model
 
 __all__ = [
     "WHITELISTED_PREFIX",
     "Whitelist",
     "WhitelistEntry",
-    "WhitelistError",
     "load_whitelist",
     "whitelist_health",
 ]
 
 WHITELISTED_PREFIX = "whitelisted:"
 _CLASS_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
-
-
-class WhitelistError(ValueError):
-    """Raised when a whitelist file cannot be parsed or validated; the message names file, entry and problem."""
 
 
 class WhitelistEntry(BaseModel):
@@ -118,9 +107,9 @@ class Whitelist(BaseModel):
         for i, e in enumerate(self.entries):
             key = (e.match, e.reason)
             if key in seen:
-                raise ValueError(
-                    f"entries[{i}] (reason {e.reason!r}): duplicate of entries[{seen[key]}] "
-                    f"(same reason and match)"
+                raise ConfigProblem(
+                    f"entries[{i}] (reason {e.reason!r})",
+                    f"duplicate of entries[{seen[key]}] (same reason and match)",
                 )
             seen[key] = i
         return self
@@ -168,48 +157,27 @@ class Whitelist(BaseModel):
         return any(e.expires is not None for e in self.entries)
 
 
-def _entry_label(data: Any, index: int) -> str:
-    """'entries[3] (reason 'x')' for error messages, robust against malformed input."""
-    reason = None
-    if isinstance(data, dict) and isinstance(data.get("entries"), list) and index < len(data["entries"]):
-        item = data["entries"][index]
-        if isinstance(item, dict):
-            reason = item.get("reason")
-    return f"entries[{index}]" + (f" (reason {reason!r})" if reason is not None else "")
-
-
-def _format_errors(exc: ValidationError, data: Any) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        if len(loc) >= 2 and loc[0] == "entries" and isinstance(loc[1], int):
-            where = _entry_label(data, loc[1]) + "".join(f".{p}" for p in loc[2:])
-        else:
-            where = ".".join(str(p) for p in loc)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        # model-level errors (loc empty) already name the entry in their message
-        parts.append(f"{where}: {msg}" if loc else msg)
-    return "; ".join(parts)
+def _entry_path(data: Any, loc: Any) -> str:
+    """Key path naming the entry by index and reason: ``entries[3] (reason 'x').owner``."""
+    path = key_path(data, loc)
+    if len(loc) >= 2 and loc[0] == "entries" and isinstance(loc[1], int):
+        entries = data.get("entries") if isinstance(data, dict) else None
+        item = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        reason = item.get("reason") if isinstance(item, dict) else None
+        if reason is not None:
+            head = f"entries[{loc[1]}]"
+            path = f"{head} (reason {reason!r})" + path[len(head) :]
+    return path
 
 
 def load_whitelist(raw: bytes, source: str) -> Whitelist:
-    """Parse and validate whitelist bytes.
+    """Parse and validate whitelist bytes (JSON, see :func:`gate_pipeline.lib.config.load_model`).
 
-    Raises :class:`WhitelistError` whose message starts with ``source`` and names the entry (index and reason),
-    the key and the problem, e.g. ``config/unknown_whitelist.json: entries[2] (reason 'x').owner: Field required``.
+    Raises :class:`~gate_pipeline.lib.config.ConfigError` naming ``source``, the entry (index and reason),
+    the key and the problem, e.g. ``config/unknown_whitelist.json: entries[2] (reason 'x').owner: Field
+    required``.
     """
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise WhitelistError(f"{source}: not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise WhitelistError(f"{source}: top level must be a JSON object with 'schema_version' and 'entries'")
-    try:
-        wl = Whitelist.model_validate(data)
-    except ValidationError as exc:
-        raise WhitelistError(f"{source}: {_format_errors(exc, data)}") from exc
+    wl = load_model(raw, source, Whitelist, name_path=_entry_path)
     wl._sha256 = hashlib.sha256(raw).hexdigest()
     wl._source = source
     return wl

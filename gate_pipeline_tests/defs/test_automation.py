@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from gate_pipeline.dagster_helpers.conditions import SEEN_EVENT_ID, latest_event_id, seen_event_id
 from gate_pipeline.definitions import build_definitions
-from gate_pipeline.defs.automation import SEEN_EVENT_ID, latest_event_id, seen_event_id
-from gate_pipeline.defs.sensors import INGEST_CHAIN
+from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.settings import Settings
 from gate_pipeline.synthetic import CorpusSpec, generate
 from gate_pipeline_tests.pipeline_helpers import date_range, materialize_all, settings_for
@@ -51,6 +52,7 @@ def _run(defs: dg.Definitions, instance, selection, partition_key=None) -> None:
     assert result.success
 
 
+@pytest.mark.slow
 def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_path):
     history = _history(tmp_path, CorpusSpec(runs=40, days=4, seed=11))
     defs, new_day = history.defs, history.new_day
@@ -83,6 +85,7 @@ def test_series_follows_a_day_that_lands_in_the_same_tick_as_its_own_update(tmp_
         assert third.get_num_requested(SERIES) == 0
 
 
+@pytest.mark.slow
 def test_failed_series_waits_for_the_next_classified_update_instead_of_retrying(tmp_path):
     history = _history(tmp_path, CorpusSpec(runs=30, days=3, seed=12))
     defs, new_day = history.defs, history.new_day

@@ -3,6 +3,7 @@
 import shutil
 
 import pandas as pd
+import pytest
 import yaml
 
 from gate_pipeline.lib import daily
@@ -72,6 +73,7 @@ def test_sample_round_trip_counts_add_up(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_outputs_are_byte_identical_whatever_the_file_creation_order(tmp_path):
     spec = CorpusSpec(runs=120, days=5, bad_fraction=0.05, duplicates=2, seed=11)
     outputs = []
@@ -88,6 +90,7 @@ def test_outputs_are_byte_identical_whatever_the_file_creation_order(tmp_path):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_days_spread_over_worker_processes_give_the_same_outputs(tmp_path):
     root = tmp_path / "artifacts"
     generate(root, CorpusSpec(runs=120, days=6, bad_fraction=0.05, duplicates=2, seed=11))

@@ -6,9 +6,10 @@ import dagster as dg
 import orjson
 import pytest
 
-from gate_pipeline.defs.partitions import daily_partitions
+from gate_pipeline.dagster_helpers.partitions import daily_partitions
+from gate_pipeline.defs.automation import build_artifact_sensor
+from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.defs.sensors import INGEST_CHAIN, build_artifact_sensor
 from gate_pipeline.settings import PipelineConfig, SensorSettings
 from gate_pipeline.synthetic import CorpusSpec, generate
 from gate_pipeline_tests.pipeline_helpers import CONFIG

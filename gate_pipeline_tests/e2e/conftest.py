@@ -65,19 +65,10 @@ class SampleServices:
         return Settings.from_env(self.env)
 
     def definitions(self):
-        """The Definitions the code location loaded (built from the same env)."""
+        """The Definitions the code location loaded (built from the same env, start date included)."""
         from gate_pipeline.definitions import build_definitions
 
-        saved = os.environ.get("GATE_PIPELINE_START_DATE")
-        try:
-            if "GATE_PIPELINE_START_DATE" in self.env:
-                os.environ["GATE_PIPELINE_START_DATE"] = self.env["GATE_PIPELINE_START_DATE"]
-            return build_definitions(self.settings())
-        finally:
-            if saved is None:
-                os.environ.pop("GATE_PIPELINE_START_DATE", None)
-            else:
-                os.environ["GATE_PIPELINE_START_DATE"] = saved
+        return build_definitions(self.settings())
 
 
 def sample_days(root: Path) -> list[str]:
@@ -122,7 +113,7 @@ def start_sample_services(base: Path, artifacts_source: Path = SAMPLE_ARTIFACTS)
     }
     from gate_pipeline.settings import Settings
 
-    if days[0] < Settings.from_env(env).pipeline_config(env={}).partitions.start_date:
+    if days[0] < Settings.from_env(env).pipeline_config().partitions.start_date:
         # Same widening as `gate-pipeline run`: the first sample day must be a partition.
         env["GATE_PIPELINE_START_DATE"] = days[0]
     services = DagsterServices(log_path=base / "dagster_dev.log", env=env, dagster_home=base / "dagster_home")

@@ -109,7 +109,7 @@ def running_services(
     }
     from gate_pipeline.settings import Settings
 
-    if days[0] < Settings.from_env(env).pipeline_config(env={}).partitions.start_date:
+    if days[0] < Settings.from_env(env).pipeline_config().partitions.start_date:
         env["GATE_PIPELINE_START_DATE"] = days[0]  # same widening as `gate-pipeline run`
     services = DagsterServices(
         log_path=base / "dagster_dev.log",

@@ -394,17 +394,13 @@ def test_s3_tick_with_10k_keys_lists_only_window(tmp_path: Path, s3_bucket) -> N
     # 1250 days * 4 runs * 2 files = 10_000 keys; > 1000 date folders, so the root listing pages too.
     n_days, runs, files = 1250, 4, ("gate_result", "drift_report")
     day_names = _write_tree(tmp_path / "tree", n_days, runs, files)
-    t0 = time.perf_counter()
     uploaded = seed_objects(s3_bucket, tree_objects(tmp_path / "tree", "big"))
-    upload_s = time.perf_counter() - t0
     assert uploaded == 10_000
     root = s3_bucket.upath("big")
     today = date.fromisoformat(day_names[-1])
 
     with count_s3_requests(root.fs) as requests:
-        t0 = time.perf_counter()
         first = scan_for_changes(root, None, today=today, lookback_days=2, now=settled())
-        first_s = time.perf_counter() - t0
     assert first.counts["date_partitions"] == 1250
     assert first.days_listed == tuple(day_names[-3:])
     assert first.counts["files_seen"] == 3 * runs * len(files)
@@ -413,16 +409,9 @@ def test_s3_tick_with_10k_keys_lists_only_window(tmp_path: Path, s3_bucket) -> N
     assert requests == {"ListObjectsV2": 2 + 3}
 
     with count_s3_requests(root.fs) as requests:
-        t0 = time.perf_counter()
         second = scan_for_changes(root, first.cursor, today=today, lookback_days=2, now=settled())
-        second_s = time.perf_counter() - t0
     assert second.changed == ()
     assert requests == {"ListObjectsV2": 2 + 3}
-
-    print(
-        f"\nS3 10k keys: seed {upload_s:.2f}s, first tick {first_s * 1000:.0f} ms, "
-        f"steady tick {second_s * 1000:.0f} ms"
-    )
 
 
 @pytest.mark.s3
@@ -446,17 +435,10 @@ def test_local_tick_with_many_files_lists_only_window(tmp_path: Path) -> None:
     root = UPath(tmp_path)
     today = date.fromisoformat(day_names[-1])
 
-    t0 = time.perf_counter()
     first = scan_for_changes(root, None, today=today, lookback_days=6, now=settled())
-    first_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
     second = scan_for_changes(root, first.cursor, today=today, lookback_days=6, now=settled())
-    second_s = time.perf_counter() - t0
 
     assert first.counts["files_seen"] == 7 * runs * len(files)
     assert len(first.changed) == n_days
     assert second.changed == ()
     assert second.counts["days_listed"] == 7
-    print(
-        f"\nlocal {n_days * runs * len(files)} files: first tick {first_s * 1000:.0f} ms, steady {second_s * 1000:.0f} ms"
-    )

@@ -16,7 +16,6 @@ from scipy import optimize, special, stats
 
 from gate_pipeline.lib import intervals as iv
 from gate_pipeline.lib.rules import (
-    DECISION_NUMBERS,
     DecisionConfigError,
     evaluate,
     load_decision_config,
@@ -26,7 +25,6 @@ from gate_pipeline.lib.rules import (
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
-Z95 = 1.959963984540054
 T0 = pd.Timestamp("2026-03-01T00:00:00Z")
 
 
@@ -238,10 +236,6 @@ def test_json_config_is_accepted():
 
 
 # ---------------------------------------------------------------------------------------------- stats
-
-
-def test_decision_numbers():
-    assert DECISION_NUMBERS == {"GO": 1, "HOLD": 0, "NO_GO": -1, "ROLLBACK": -2}
 
 
 # ---------------------------------------------------------------------------------------------- seed 001

@@ -5,19 +5,17 @@ reference (`combine_days` + `rollout_series` + `series_csv_bytes` + `parquet_byt
 step through a history of new, changed, reverted and vanished days.
 """
 
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from gate_pipeline.lib import series as series_lib
+from gate_pipeline.lib import series_cache
 from gate_pipeline.lib.normalize import normalize_run, run_table_frame
-from gate_pipeline.lib.series import (
-    SeriesSchemaError,
-    combine_days,
-    rollout_series,
-    series_csv_bytes,
-    update_series,
-)
+from gate_pipeline.lib.series import combine_days, in_series_order, rollout_series, series_csv_bytes
+from gate_pipeline.lib.series_cache import SeriesSchemaError, update_series
 from gate_pipeline.lib.storage import Store, parquet_bytes, sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries, validate
 
@@ -331,7 +329,7 @@ def test_a_missing_or_damaged_cache_file_rebuilds_from_the_classified_days(tmp_p
     for name in history.store.list_names("cache"):
         if name != "manifest.json":
             if damage == "missing":
-                series_lib.remove(history.store, "cache", name)
+                series_cache.remove(history.store, "cache", name)
             else:
                 history.store.write_bytes(history.store.read_bytes("cache", name)[:100], "cache", name)
     built = history.update("cache")
@@ -385,8 +383,8 @@ def test_no_days_at_all(tmp_path):
 
 def test_arrow_parquet_writer_matches_parquet_bytes():
     df = _classified(_rows("2026-03-01", ("a", "10:00:00"), ("b", None, {"policy_hash": None})))
-    table = series_lib.pa.Table.from_pandas(df, preserve_index=False)
-    assert series_lib._parquet(table) == parquet_bytes(df)
+    table = series_cache.pa.Table.from_pandas(df, preserve_index=False)
+    assert series_cache._parquet(table) == parquet_bytes(df)
 
 
 @pytest.mark.s3
@@ -420,3 +418,17 @@ def test_large_days_spanning_several_parquet_pages(tmp_path):
         built = history.update("cache", max_day_share=1.0)
     assert built.cache == "day_files"
     _assert_matches_reference(history, built)
+
+
+def test_in_series_order_compares_timestamps_then_tied_run_ids():
+    ts = np.array([1, 2, 2, 3], dtype=np.int64)
+    ids = ["a", "b", "c", "a"]
+    for run_id in (np.array(ids, dtype=object), pa.array(ids), pa.chunked_array([ids[:2], ids[2:]])):
+        assert in_series_order(ts, run_id)
+    assert not in_series_order(np.array([1, 3, 2]), np.array(["a", "b", "c"], dtype=object))
+    assert not in_series_order(ts, np.array(["a", "c", "b", "a"], dtype=object))  # tie out of order
+    equal = np.array(["a", "b", "b", "c"], dtype=object)
+    assert not in_series_order(ts, equal) and in_series_order(ts, equal, strict=False)
+    as_datetimes = ts.astype("datetime64[ns]")
+    assert in_series_order(as_datetimes, np.array(ids, dtype=object))
+    assert in_series_order(np.array([], dtype=np.int64), np.array([], dtype=object))

@@ -701,37 +701,6 @@ def test_properties_invariants_and_row_order_independence(rows, rnd):
     assert S.dumps_canonical(shuffled) == S.dumps_canonical(res)
 
 
-@pytest.mark.slow
-def test_stats_scale_to_many_rows():
-    import time
-
-    base = classified(
-        [
-            {"top_reasons": ["flaky_test"], "unknown_rate": 0.1, "outcome": "PASS"},
-            {
-                "top_reasons": ["db_lock", "infra_x"],
-                "unknown_rate": 0.6,
-                "outcome": "FAIL",
-                "stratum": "unpinned",
-            },
-            {"top_reasons": [], "unknown_rate": 0.0, "outcome": "WARN", "policy_hash": "h2"},
-            {"top_reasons": ["oom"], "unknown_rate": None, "outcome": None},
-        ]
-    )
-    big = base.iloc[np.tile(np.arange(4), 100_000)].reset_index(drop=True)
-    big["run_id"] = [f"r{i:07d}" for i in range(len(big))]
-    t0 = time.perf_counter()
-    strata = S.stratum_metrics(big)
-    risk = S.risk_measures(big)
-    S.class_frequencies(big)
-    S.spikes(big)
-    S.warn_threshold(big)
-    elapsed = time.perf_counter() - t0
-    assert strata.table.iloc[0]["runs"] == 300_000  # pinned: rows 0, 2, 3 of each block
-    assert risk.whitelist_comparison["runs_both"] == 100_000
-    assert elapsed < 30, elapsed
-
-
 # ------------------------------------------------------------------------------- bit-identical to pandas
 rate_values = st.one_of(st.none(), st.floats(-1, 1), st.sampled_from([0.0, -0.0, 0.25, 1 / 3, 1.0]))
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gate_pipeline.lib.config import ConfigError
 from gate_pipeline.lib.whitelist import (
     Whitelist,
     WhitelistEntry,
-    WhitelistError,
     load_whitelist,
     whitelist_health,
 )
@@ -98,11 +98,11 @@ def test_expiry_is_inclusive_and_falls_through_to_next_entry():
     ("raw", "fragments"),
     [
         (b"{not json", ["w.json", "not valid JSON"]),
-        (b"[]", ["w.json", "top level must be a JSON object"]),
+        (b"[]", ["w.json: <root>: top level must be a mapping"]),
         (wl_bytes([], version="2"), ["w.json", "schema_version"]),
         (
             wl_bytes([{"reason": "flaky_test", "class": "flaky"}]),
-            ["entries[0]", "'flaky_test'", "owner", "required"],
+            ["w.json: entries[0] (reason 'flaky_test').owner: Field required"],
         ),
         (
             wl_bytes([entry("ok", "ok"), entry("bad", "has space")]),
@@ -112,12 +112,15 @@ def test_expiry_is_inclusive_and_falls_through_to_next_entry():
         (wl_bytes([entry("x", "c", match="regex")]), ["entries[0]", "match", "'exact' or 'glob'"]),
         (wl_bytes([entry("x", "c", expires="31.12.2026")]), ["entries[0]", "expires", "date"]),
         (wl_bytes([entry("x", "c", owner="  ")]), ["entries[0]", "owner", "blank"]),
-        (wl_bytes([entry("x", "c"), entry("x", "d")]), ["entries[1]", "duplicate of entries[0]"]),
+        (
+            wl_bytes([entry("x", "c"), entry("x", "d")]),
+            ["w.json: entries[1] (reason 'x'): duplicate of entries[0]"],
+        ),
         (wl_bytes([{**entry("x", "c"), "colour": "red"}]), ["entries[0]", "colour", "Extra inputs"]),
     ],
 )
 def test_invalid_whitelist_errors_name_file_entry_and_problem(raw, fragments):
-    with pytest.raises(WhitelistError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_whitelist(raw, "w.json")
     msg = str(exc.value)
     assert msg.startswith("w.json: ")

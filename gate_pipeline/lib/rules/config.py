@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
-import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gate_pipeline.lib.config import ConfigError, parse_document
 from gate_pipeline.lib.rules.fmt import fmt_num as _fmt_num
 from gate_pipeline.lib.stats import METRICS_PREFIX
 
@@ -220,36 +218,14 @@ class DecisionConfig(_Strict):
         return sorted(rules, key=lambda r: r.name)
 
 
-class DecisionConfigError(ValueError):
-    """A config that cannot be used; ``problems`` are (key path, message) pairs."""
-
-    def __init__(self, source: str, problems: Sequence[tuple[str, str]]):
-        self.source = source
-        self.problems = list(problems)
-        lines = [f"{source}: {path or '<root>'}: {msg}" for path, msg in self.problems]
-        super().__init__("invalid decision config\n" + "\n".join(lines))
+class DecisionConfigError(ConfigError):
+    """A decision config that cannot be used (a ConfigError: one ``<source>: <path>: <problem>`` line per
+    problem); ``problems`` are (key path, message) pairs."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _loc_to_path(loc: Sequence[Any]) -> str:
@@ -390,22 +366,14 @@ def parse_decision_config(data: Any, source: str) -> DecisionConfig:
 
 
 def load_decision_config(raw: bytes, source: str) -> DecisionConfig:
-    """Parse YAML or JSON bytes (JSON when ``source`` ends in .json) into a validated DecisionConfig.
+    """Parse YAML or JSON bytes (lib.config's one parser) into a validated DecisionConfig.
 
     Raises DecisionConfigError whose message names ``source``, each key path
-    (e.g. ``phases.warn.rules[2].threshold``) and the problem."""
+    (e.g. ``phases.warn.rules[2].threshold``) and the problem. Validation stays here (not
+    ``lib.config.load_model``) because rule paths drop pydantic's discriminator tag and say which kinds
+    exist."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DecisionConfigError(source, [("", f"not UTF-8: {e}")]) from None
-    if PurePath(source).suffix.lower() == ".json":
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise DecisionConfigError(source, [("", f"not valid JSON: {e}")]) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-        except yaml.YAMLError as e:
-            raise DecisionConfigError(source, [("", f"not valid YAML: {e}")]) from None
+        data = parse_document(raw, source)
+    except ConfigError as exc:
+        raise DecisionConfigError(source, exc.problems) from None
     return parse_decision_config(data, source)

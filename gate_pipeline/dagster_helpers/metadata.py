@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.tables import column_descriptions
 
 OWNERS = ["team:data-platform"]
@@ -26,14 +27,9 @@ def readable(value: float, digits: int = 4) -> float:
 
 def counts_markdown(per_day: Mapping[str, Mapping[str, int]], keys: list[str]) -> str:
     """Per-partition counts as a markdown table (plus a total row)."""
-    header = "| day | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
-    rows = [
-        f"| {day} | " + " | ".join(str(c.get(k, 0)) for k in keys) + " |"
-        for day, c in sorted(per_day.items())
-    ]
-    totals = {k: sum(c.get(k, 0) for c in per_day.values()) for k in keys}
-    rows.append("| **total** | " + " | ".join(str(totals[k]) for k in keys) + " |")
-    return header + "\n".join(rows)
+    rows = [[day, *(str(c.get(k, 0)) for k in keys)] for day, c in sorted(per_day.items())]
+    rows.append(["**total**", *(str(sum(c.get(k, 0) for c in per_day.values())) for k in keys)])
+    return markdown_table(["day", *keys], rows)
 
 
 def frame_markdown(df: pd.DataFrame, max_rows: int = 40) -> dg.MarkdownMetadataValue:

@@ -1,0 +1,69 @@
+"""Group `classified`: classified_runs, every run's unknown reasons classed against the current whitelist.
+
+Materialized by the per-day step in defs/ingest.py from the stored run_table (never from JSON); a whitelist
+edit is a backfill of classified_runs and what sits downstream. This module holds the asset's spec, its
+check and the metadata it reports.
+"""
+
+import dagster as dg
+
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema
+from gate_pipeline.lib import daily
+from gate_pipeline.lib.tables import ClassifiedRuns
+from gate_pipeline.lib.whitelist import Whitelist
+
+GROUP = "classified"
+CLASSIFIED_RUNS = dg.AssetKey(daily.CLASSIFIED_RUNS)
+CLASSIFIED_CHECK = dg.AssetCheckKey(CLASSIFIED_RUNS, "classified_runs_schema")
+
+
+def classified_runs_spec(run_table: dg.AssetKey, whitelist: dg.AssetKey) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        CLASSIFIED_RUNS,
+        deps=[run_table, whitelist],
+        group_name=GROUP,
+        description="Every run with its unknown reasons classified against the current whitelist "
+        "(known noise or not). After a whitelist edit, backfill it to re-classify the history.",
+        owners=OWNERS,
+        kinds={"pandas", "parquet"},
+        metadata=column_schema(ClassifiedRuns),
+        skippable=True,
+    )
+
+
+def classified_check_spec() -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        CLASSIFIED_CHECK.name,
+        asset=CLASSIFIED_RUNS,
+        blocking=True,
+        description="Every row matches the ClassifiedRuns model.",
+    )
+
+
+def classified_results(
+    context: dg.AssetExecutionContext,
+    whitelist: Whitelist,
+    results: list[daily.DayResult],
+    failures: list[dict],
+):
+    classified = [r for r in results if r.classified_rows is not None]
+    if not failures:
+        yield dg.MaterializeResult(
+            asset_key=CLASSIFIED_RUNS,
+            metadata={
+                "dagster/row_count": sum(r.classified_rows for r in classified),
+                "days": len(classified),
+                "days_without_run_table": sum(1 for r in results if r.missing_input is not None),
+                "whitelist_sha256": whitelist.sha256,
+                "whitelist_entries": len(whitelist.entries),
+                "runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
+                "runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),
+            },
+        )
+    if CLASSIFIED_CHECK in context.selected_asset_check_keys:
+        yield dg.AssetCheckResult(
+            asset_key=CLASSIFIED_RUNS,
+            check_name=CLASSIFIED_CHECK.name,
+            passed=not failures,
+            metadata={"failure_count": len(failures), "failure_cases": dg.MetadataValue.json(failures[:100])},
+        )

@@ -1,0 +1,119 @@
+"""Group `statistics`: the rollout statistics over the whole classified history, one asset per family.
+
+All families are computed in one step (`rollout_statistics`): the history is read once, which is the
+expensive part. Each writes its JSON section to the data store and its tables as CSV to the outputs.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import orjson
+import pandas as pd
+
+from gate_pipeline.dagster_helpers.metadata import OWNERS, frame_markdown, readable
+from gate_pipeline.defs.resources import GateStorage
+from gate_pipeline.defs.series import HISTORY_FILE
+from gate_pipeline.lib import analysis
+from gate_pipeline.lib.stats import to_jsonable
+from gate_pipeline.lib.whitelist import whitelist_health
+from gate_pipeline.settings import Settings
+
+GROUP = "statistics"
+STATISTICS_DESCRIPTIONS = {
+    "unknown_rate_summary": "Unknown rate per run: min, median, p95 and max per policy, per stratum and "
+    "overall, with the tail of the distribution.",
+    "unknown_class_frequencies": "How often each unknown class occurs, overall and per policy, and the "
+    "unknown reasons that keep recurring under a policy.",
+    "unknown_spikes": "Runs whose unknown rate is far above the median (median + k x MAD), grouped by top "
+    "reason, with the FAIL rate among spikes against the rest.",
+    "unknown_risk_measures": "Risk difference and risk ratio with 95% intervals: whitelisted against "
+    "other unknowns, and FAIL with a reason against FAIL without it.",
+    "stratum_metrics": "Per stratum and policy: WARN and FAIL counts and rates, unknown rate and causes, "
+    "overrides, and the difference between strata with its interval.",
+    "warn_threshold_recommendation": "A recommended WARN threshold for the unknown rate (from its median) "
+    "and how many runs it would have flagged falsely, with and without the whitelist.",
+}
+WHITELIST_CHECK = "whitelist_entries_current"
+
+
+def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
+    # Plain numbers (no NaN/None) so the UI can plot them across materializations.
+    metadata = {
+        key: readable(value) if isinstance(value, float) else value
+        for key, value in to_jsonable(section.numbers).items()
+        if value is not None
+    }
+    metadata.update({f"table[{name}]": frame_markdown(df) for name, df in section.tables.items()})
+    metadata.update({f"csv[{name}]": dg.MetadataValue.path(path) for name, path in paths.items()})
+    return metadata
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            deps=["rollout_series", "analysis_config"],
+            group_name=GROUP,
+            description=description,
+            owners=OWNERS,
+            kinds={"pandas", "csv"},
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for name, description in STATISTICS_DESCRIPTIONS.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            WHITELIST_CHECK,
+            asset="unknown_class_frequencies",
+            description="Warns about expired or never-matching whitelist entries, naming their owners.",
+        )
+    ],
+)
+def rollout_statistics(storage: GateStorage):
+    """All statistics assets in one step: the classified history is read once (it is the expensive part)."""
+    cfg = storage.analysis_config()
+    outputs, data = storage.outputs(), storage.data()
+    # Only the columns the sections read: the file hashes and metrics JSON are most of the history's bytes.
+    columns = analysis.statistics_columns(cfg)
+    history = analysis.read_history(data.read_bytes(HISTORY_FILE), columns).to_pandas()
+    runs = analysis.Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
+    for asset_name, compute in analysis.SECTIONS.items():
+        section = compute(runs, cfg)
+        data.write_bytes(
+            orjson.dumps(section.document, option=orjson.OPT_SORT_KEYS), "statistics", f"{section.name}.json"
+        )
+        paths = {
+            name: outputs.write_bytes(analysis.table_csv_bytes(df), "tables", f"{name}.csv")
+            for name, df in section.tables.items()
+        }
+        yield dg.MaterializeResult(asset_key=asset_name, metadata=_section_metadata(section, paths))
+    yield from _whitelist_health_results(storage, history)
+
+
+def _whitelist_health_results(storage: GateStorage, history: pd.DataFrame):
+    whitelist = storage.whitelist()
+    latest_day = history["date"].max() if not history.empty else datetime.now(UTC).date().isoformat()
+    health = whitelist_health(whitelist, history, datetime.fromisoformat(latest_day).date())
+    yield dg.AssetCheckResult(
+        check_name=WHITELIST_CHECK,
+        asset_key="unknown_class_frequencies",
+        passed=health.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "problems": len(health),
+            "owners": dg.MetadataValue.json(sorted(set(health["owner"])))
+            if not health.empty
+            else dg.MetadataValue.json([]),
+            "entries": frame_markdown(health),
+            "evaluated_on": latest_day,
+        },
+    )
+
+
+def build(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[rollout_statistics])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(Settings.from_env())
