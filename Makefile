@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test test-fast check-defs ui ui-readonly bench lint browser-deps postgres-deps sample
+.PHONY: setup run test test-fast check-defs ui ui-readonly bench bench-decisions lint browser-deps postgres-deps sample
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ ui-readonly: setup
 
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+## Operating characteristics of the decision (simulated rollouts, every run and daily looks) into docs/DECISIONS.md.
+bench-decisions: setup
+	$(PY) bench/decisions.py --write $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -12,10 +12,10 @@ Methods (``method`` argument):
   McAuliffe, Sekhon, "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 2021).
   For a mixing prior Beta(a, b) over the true rate,
   ``M_n(p) = B(a + k, b + n - k) / B(a, b) / (p^k (1 - p)^(n - k))`` is a nonnegative martingale with mean 1
-  when the rate is ``p``; by Ville's inequality ``P(exists n: M_n(p) >= 1/alpha) <= alpha``. So
-  ``min(1, 1/M_n(p0))`` is an anytime-valid p-value, and ``{p: M_n(p) < 1/alpha}`` an interval that covers the
-  true rate at every n at once with probability >= 1 - alpha. Each side of the interval is used at its own
-  alpha (the lower bound at alpha_lo is valid on its own: the true rate below it means M_n >= 1/alpha_lo).
+  when the rate is ``p``; by Ville's inequality ``P(exists n: M_n(p) >= 1/alpha) <= alpha``. Each side is its
+  own one-sided test at its own alpha, with the prior restricted to that side (``log_mixture_one_sided``):
+  ``min(1, 1/M_n^+(p0))`` is an anytime-valid p-value for "rate <= p0", and the lower bound
+  ``{p: M_n^+(p) < 1/alpha}`` covers the true rate at every n at once with probability >= 1 - alpha.
 
 Quantiles reduce to Bernoulli indicators: ``q-quantile <= t`` iff ``P(X <= t) >= q``, so a threshold rule on a
 quantile is a rate test of the indicator ``X <= t`` against ``q``, and an interval for the quantile itself
@@ -98,32 +98,43 @@ def ratio_interval(lo1, hi1, lo2, hi2) -> tuple[Array, Array]:
 
 
 def log_mixture(k, n, p, a, b) -> Array:
-    """log M_n(p) of the beta-binomial mixture martingale (Howard et al. 2021), stable in log space."""
+    """log M_n(p) of the two-sided beta-binomial mixture martingale (Howard et al. 2021), in log space."""
     k, n, p, a, b = _arr(k, n, p, a, b)
     loglik = special.xlogy(k, p) + special.xlog1py(n - k, -p)
     return special.betaln(a + k, b + n - k) - special.betaln(a, b) - loglik
 
 
-def mixture_bounds(k, n, alpha_lo, alpha_hi, a, b) -> tuple[Array, Array]:
-    """Confidence-sequence bounds {p: M_n(p) < 1/alpha}: lower at alpha_lo, upper at alpha_hi.
+def log_mixture_one_sided(k, n, p, a, b, above: bool) -> Array:
+    """log M_n^+(p) (``above``: the Beta(a, b) prior restricted to (p, 1]) or log M_n^-(p) (restricted to
+    [0, p)). A mixture of likelihood ratios against p over a fixed prior is a nonnegative martingale under
+    p, and a supermartingale under any rate on the other side of p, so 1 / M_n^+(p0) is an anytime-valid
+    p-value for "the rate is <= p0" (and M^- for ">= p0"). It spends no prior mass on the side that cannot
+    reject, which makes each one-sided bound tighter than the two-sided mixture's."""
+    k, n, p, a, b = _arr(k, n, p, a, b)
+    tail = special.betaincc if above else special.betainc
+    with np.errstate(divide="ignore"):
+        mass = np.log(tail(a + k, b + n - k, p)) - np.log(tail(a, b, p))
+    return log_mixture(k, n, p, a, b) + mass
 
-    log M_n(p) is convex in p with its minimum (<= 0) at k/n, so each bound is the one root on its side,
-    found by vectorized bisection."""
+
+def mixture_bounds(k, n, alpha_lo, alpha_hi, a, b) -> tuple[Array, Array]:
+    """Confidence-sequence bounds by inverting the one-sided mixture tests: the lower bound at alpha_lo is
+    where log M^+(p) falls below log(1/alpha_lo) (left of k/n), the upper bound at alpha_hi where log M^-(p)
+    does (right of k/n); found by vectorized bisection."""
     k, n, alo, ahi, a, b = _arr(k, n, alpha_lo, alpha_hi, a, b)
     phat = np.where(n > 0, k / np.maximum(n, 1), 0.5)
 
-    def root(side_lo, side_hi, target, decreasing):
-        lo, hi = side_lo.copy(), side_hi.copy()
+    def root(lo, hi, target, above):
         for _ in range(_BISECT_STEPS):
             mid = (lo + hi) / 2
-            above = log_mixture(k, n, mid, a, b) >= target
-            # on the lower side log M decreases in p: "above the level" means mid is still outside
-            outside = above if decreasing else ~above
-            lo, hi = np.where(outside, mid, lo), np.where(outside, hi, mid)
-        return lo, hi
+            rejected = log_mixture_one_sided(k, n, mid, a, b, above) >= target
+            # lower side: p rejected -> the bound is right of mid; upper side: rejected -> left of mid
+            move_lo = rejected if above else ~rejected
+            lo, hi = np.where(move_lo, mid, lo), np.where(move_lo, hi, mid)
+        return hi if above else lo
 
-    _, lower = root(np.zeros_like(phat), phat, -np.log(alo), decreasing=True)
-    upper, _ = root(phat, np.ones_like(phat), -np.log(ahi), decreasing=False)
+    lower = root(np.zeros_like(phat), phat.copy(), -np.log(alo), above=True)
+    upper = root(phat.copy(), np.ones_like(phat), -np.log(ahi), above=False)
     lower = np.where((k > 0) & (n > 0), lower, 0.0)
     upper = np.where((k < n) & (n > 0), upper, 1.0)
     return lower, upper
@@ -153,11 +164,12 @@ def rate_pvalues(k, n, p0, method: str, a: float = 1.0, b: float = 1.0) -> tuple
         above = np.where(k > 0, stats.binom.sf(k - 1, n, p0), 1.0)
         below = np.where(k < n, stats.binom.cdf(k, n, p0), 1.0)
     elif method == "sequential":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = np.minimum(1.0, np.exp(-log_mixture(k, n, p0, a, b)))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            p_above = np.minimum(1.0, np.exp(-log_mixture_one_sided(k, n, p0, a, b, above=True)))
+            p_below = np.minimum(1.0, np.exp(-log_mixture_one_sided(k, n, p0, a, b, above=False)))
             phat = k / np.maximum(n, 1)
-        above = np.where(phat > p0, p, 1.0)
-        below = np.where(phat < p0, p, 1.0)
+        above = np.where(phat > p0, p_above, 1.0)
+        below = np.where(phat < p0, p_below, 1.0)
     else:
         raise ValueError(f"unknown interval method {method!r}; expected one of {METHODS}")
     empty = n <= 0
@@ -219,38 +231,46 @@ def order_statistic_ranks(n, q: float, alpha_lo: float, alpha_hi: float) -> tupl
 # ----------------------------------------------------------------------------------------- multiplicity
 
 
-def holm_reject(pvalues, alpha: float) -> tuple[Array, Array]:
+def holm_reject(pvalues, alpha: float, present=None) -> tuple[Array, Array]:
     """Holm's step-down over axis 0 (the tests): (rejected, level each test was judged at).
 
     Controls the family-wise error at ``alpha`` under any dependence; with anytime-valid p-values it does so
-    at every look at once. Vectorized over the other axes (e.g. rollouts)."""
+    at every look at once. Vectorized over the other axes (e.g. rollouts x looks); ``present`` (same shape,
+    optional) marks the tests that exist in each column (e.g. strata seen so far): the others are not
+    counted in m and never rejected."""
     p = np.asarray(pvalues, dtype=float)
-    m = p.shape[0]
-    order = np.argsort(p, axis=0, kind="stable")
-    ps = np.take_along_axis(p, order, axis=0)
-    levels = alpha / (m - np.arange(m)).reshape((m,) + (1,) * (p.ndim - 1))
+    have = np.ones(p.shape, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    m = have.sum(axis=0)  # tests per column
+    order = np.argsort(np.where(have, p, np.inf), axis=0, kind="stable")
+    ps = np.take_along_axis(np.where(have, p, np.inf), order, axis=0)
+    steps = np.arange(p.shape[0]).reshape((p.shape[0],) + (1,) * (p.ndim - 1))
+    with np.errstate(divide="ignore"):
+        levels = np.where(steps < m, alpha / np.maximum(m - steps, 1), 0.0)
     ok_sorted = np.logical_and.accumulate(ps <= levels, axis=0)
     # Each test is judged at the level of its step; the first not rejected stops everyone after it there.
     stop = ok_sorted.sum(axis=0)
-    level_sorted = np.where(ok_sorted, levels, alpha / (m - np.minimum(stop, m - 1)))
+    stop_level = alpha / np.maximum(m - np.minimum(stop, np.maximum(m - 1, 0)), 1)
+    level_sorted = np.where(ok_sorted, levels, stop_level)
     rejected = np.empty_like(ok_sorted)
     level = np.empty_like(level_sorted)
     np.put_along_axis(rejected, order, ok_sorted, axis=0)
     np.put_along_axis(level, order, level_sorted, axis=0)
-    return rejected, level
+    return rejected & have, level
 
 
-def bonferroni_reject(pvalues, alpha: float) -> tuple[Array, Array]:
+def bonferroni_reject(pvalues, alpha: float, present=None) -> tuple[Array, Array]:
+    """Each present test at alpha / m (m = present tests in its column)."""
     p = np.asarray(pvalues, dtype=float)
-    level = np.full(p.shape, alpha / max(p.shape[0], 1))
-    return p <= level, level
+    have = np.ones(p.shape, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    level = np.broadcast_to(alpha / np.maximum(have.sum(axis=0), 1), p.shape)
+    return (p <= level) & have, level
 
 
-def familywise_reject(pvalues, alpha: float, procedure: str) -> tuple[Array, Array]:
+def familywise_reject(pvalues, alpha: float, procedure: str, present=None) -> tuple[Array, Array]:
     if procedure == "holm":
-        return holm_reject(pvalues, alpha)
+        return holm_reject(pvalues, alpha, present)
     if procedure == "bonferroni":
-        return bonferroni_reject(pvalues, alpha)
+        return bonferroni_reject(pvalues, alpha, present)
     raise ValueError(f"unknown multiplicity procedure {procedure!r}")
 
 

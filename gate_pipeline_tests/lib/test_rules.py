@@ -77,6 +77,25 @@ def rule(decision, name):
     return r
 
 
+def _log_m(k: int, n: int, p: float, a: float, b: float, side: str) -> float:
+    """The one-sided beta-binomial mixture written out: the likelihood ratio against p mixed over the
+    Beta(a, b) prior restricted to the side tested ("lower" bound: (p, 1]; "upper": [0, p))."""
+    tail = special.betaincc if side == "lower" else special.betainc
+    loglik = (k * math.log(p) if k else 0.0) + ((n - k) * math.log1p(-p) if n - k else 0.0)
+    num = special.betaln(a + k, b + n - k) + math.log(tail(a + k, b + n - k, p))
+    return num - special.betaln(a, b) - math.log(tail(a, b, p)) - loglik
+
+
+def _mixture_root(k: int, n: int, a: float, b: float, alpha: float, side: str) -> float:
+    """The confidence-sequence bound: the root of log M_n(p) = log(1/alpha) on one side of k/n."""
+    phat = k / n
+    f = lambda p: _log_m(k, n, p, a, b, side) - math.log(1 / alpha)  # noqa: E731
+    eps = 1e-12
+    return (
+        optimize.brentq(f, 1e-6, phat - eps) if side == "lower" else optimize.brentq(f, phat + eps, 1 - 1e-6)
+    )
+
+
 # ---------------------------------------------------------------------------------------------- config
 
 
@@ -258,9 +277,9 @@ def test_seed001_go_once_every_interval_clears_its_threshold():
         ("unpinned", 30, 1 / 30, "PASS"),
     ]
     fr = rule(d, "fail_rate")
-    # 0/60 FAIL: the mixture bound solves B(a, b + 60) / B(a, b) / (1 - p)^60 = 1/0.05 with a = 0.1, b = 0.9
-    want = 1 - math.exp((special.betaln(0.1, 60.9) - special.betaln(0.1, 0.9) - math.log(20)) / 60)
-    assert fr.ci_high == pytest.approx(want, rel=1e-9) and fr.ci_high < 0.10
+    # 0/60 FAIL: the upper bound at alpha_go = 0.05, prior Beta(2 * 0.1, 2 * 0.9) (mixture_strength 2)
+    want = _mixture_root(0, 60, 0.2, 1.8, 0.05, "upper")
+    assert fr.ci_high == pytest.approx(want, abs=1e-9) and fr.ci_high < 0.10
     assert fr.ci_method == "mixture_cs" and "Howard et al. 2021" in fr.method
     assert "alpha=0.05 one-sided" in fr.method and "holm over 3 counted NO_GO tests" in fr.method
     assert [r.name for r in d.rules] == sorted(r.name for r in d.rules)
@@ -272,8 +291,8 @@ def test_seed001_go_once_every_interval_clears_its_threshold():
     more = fr30.details["runs_needed"]
     assert f"about {more} more runs at the current rate would settle it" in fr30.why
     # the projection is exact: 0 FAIL in 30 + more runs clears the threshold, one run fewer does not
-    assert iv.rate_pvalues(0, 30 + more, 0.1, "sequential", 0.1, 0.9)[1] <= 0.05
-    assert iv.rate_pvalues(0, 29 + more, 0.1, "sequential", 0.1, 0.9)[1] > 0.05
+    assert iv.rate_pvalues(0, 30 + more, 0.1, "sequential", 0.2, 1.8)[1] <= 0.05
+    assert iv.rate_pvalues(0, 29 + more, 0.1, "sequential", 0.2, 1.8)[1] > 0.05
 
 
 def test_seed001_hold_for_missing_evidence_then_days_suffice():
@@ -323,13 +342,7 @@ def test_seed001_no_go_in_one_stratum():
     # and its lower bound is the mixture root at that level (checked independently against the formula)
     assert ps.details["alpha_stop"] == pytest.approx(0.04 / 3)
     lo = ps.ci_low
-    log_m = (
-        special.betaln(0.3 + 28, 0.7 + 12)
-        - special.betaln(0.3, 0.7)
-        - 28 * math.log(lo)
-        - 12 * math.log1p(-lo)
-    )
-    assert log_m == pytest.approx(math.log(3 / 0.04), abs=1e-6) and lo > 0.30
+    assert lo == pytest.approx(_mixture_root(28, 40, 0.6, 1.4, 0.04 / 3, "lower"), abs=1e-9) and lo > 0.30
     fr = rule(d, "fail_rate")
     assert (fr.verdict, fr.observed, fr.n, fr.details["hits"]) == ("PASS", 0.0, 80, 0)
     assert d.why.startswith("NO_GO: 1 counted rule(s) failed") and d.why.endswith(
@@ -472,24 +485,13 @@ def _seed004_runs(n=100, success=lambda i: 1, latency=lambda i: 100 + i, **kw):
     )
 
 
-def _mixture_root(k: int, n: int, a: float, b: float, alpha: float, side: str) -> float:
-    """The confidence-sequence bound written out: the root of log M_n(p) = log(1/alpha) on one side of k/n."""
-
-    def f(p: float) -> float:
-        loglik = (k * math.log(p) if k else 0.0) + ((n - k) * math.log1p(-p) if n - k else 0.0)
-        return special.betaln(a + k, b + n - k) - special.betaln(a, b) - loglik - math.log(1 / alpha)
-
-    phat = k / n
-    return optimize.brentq(f, 1e-12, phat) if side == "lower" else optimize.brentq(f, phat, 1 - 1e-12)
-
-
 def test_seed004_go():
     cfg = load("examples/seed004_phased_rollout.yaml")
     d = evaluate(_seed004_runs(), cfg)
     assert d.verdict == "GO"
     sr = rule(d, "success_rate")
-    # 100/100 successes against >= 95%: the GO side is the lower bound at alpha_go = 0.05, prior mean 0.95
-    assert sr.ci_low == pytest.approx(_mixture_root(100, 100, 0.95, 0.05, 0.05, "lower"), abs=1e-9)
+    # 100/100 successes against >= 95%: the GO side is the lower bound at alpha_go = 0.05, prior Beta(1.9, 0.1)
+    assert sr.ci_low == pytest.approx(_mixture_root(100, 100, 1.9, 0.1, 0.05, "lower"), abs=1e-9)
     assert sr.ci_low > 0.95 and sr.verdict == "PASS" and sr.ci_method == "mixture_cs"
     avg = rule(d, "latency_avg")
     assert avg.observed == pytest.approx(149.5)  # mean of 100..199
@@ -509,7 +511,7 @@ def test_seed004_rollback_on_its_interval_has_precedence():
     # 140/200 successes: the whole interval (at the rollback alpha 0.01) lies below the 90% trigger
     rb = rule(d, "rollback_success_rate")
     assert (rb.verdict, rb.observed) == ("ROLLBACK", 0.7)
-    assert rb.ci_high == pytest.approx(_mixture_root(140, 200, 0.9, 0.1, 0.01, "upper"), abs=1e-9)
+    assert rb.ci_high == pytest.approx(_mixture_root(140, 200, 1.8, 0.2, 0.01, "upper"), abs=1e-9)
     assert rb.why.endswith("lies wholly past the trigger < 90.0%: the rollback trigger fired")
     assert rule(d, "latency_avg").verdict == "FAIL"
     assert d.verdict == "ROLLBACK" and d.decision_as_number == -2
@@ -523,7 +525,7 @@ def test_seed004_ci_straddle_is_hold():
     d = evaluate(_seed004_runs(n=50, success=lambda i: 0 if i == 7 else 1), cfg)
     sr = rule(d, "success_rate")
     # 49/50 = 98% >= 95%, but the lower bound is below 95%
-    lo = _mixture_root(49, 50, 0.95, 0.05, 0.05, "lower")
+    lo = _mixture_root(49, 50, 1.9, 0.1, 0.05, "lower")
     assert lo < 0.95
     assert sr.ci_low == pytest.approx(lo, abs=1e-9)
     assert (sr.verdict, sr.observed) == ("HOLD", 0.98)
@@ -565,8 +567,7 @@ def test_seed000_median_threshold():
     med = rule(d, "unknown_rate_median")
     # the median rule is the rate of "unknown_rate <= 0.10" (40/40) against 0.5: anytime-valid p-value 1/M
     assert med.observed == pytest.approx(0.045) and med.verdict == "PASS"
-    log_m = special.betaln(0.5 + 40, 0.5) - special.betaln(0.5, 0.5) - 40 * math.log(0.5)
-    assert math.exp(-log_m) <= 0.05 and med.ci_high <= 0.10
+    assert math.exp(-_log_m(40, 40, 0.5, 1.0, 1.0, "lower")) <= 0.05 and med.ci_high <= 0.10
     spread = rule(d, "unknown_rate_spread")
     # p95 / median = 2.0, exactly the threshold: the interval of the ratio straddles it -> HOLD
     assert spread.observed == pytest.approx(0.09 / 0.045)
