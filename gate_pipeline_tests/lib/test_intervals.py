@@ -164,3 +164,19 @@ def test_runs_needed_is_the_first_deciding_sample_size():
     assert below <= 0.05 < before
     assert iv.runs_needed(1, 10, 0.1, 0.05, "sequential") is None  # at the threshold: never settles
     assert iv.runs_needed(0, 0, 0.1, 0.05, "sequential") is None
+
+
+@pytest.mark.parametrize("method", ["sequential", "fixed"])
+def test_quantile_bounds_agree_with_the_indicator_test(method):
+    """The quantile's upper bound is <= t exactly when the rate of 'x <= t' is shown to be above q, and its
+    lower bound is >= t exactly when the rate of 'x < t' is shown to be below q: interval and verdict agree."""
+    x = np.sort(np.random.default_rng(8).exponential(size=120))
+    q, a, b = 0.5, 1.0, 1.0
+    lo, hi = iv.quantile_bounds(x, q, 0.01, 0.05, method, a, b)
+    for t in x[::3]:
+        k = int(np.searchsorted(x, t, side="right"))
+        above, below = iv.rate_pvalues(k, len(x), q, method, a, b)
+        assert (hi <= t) == (above <= 0.05)
+        k_below = int(np.searchsorted(x, t, side="left"))  # values < t
+        _, below_lt = iv.rate_pvalues(k_below, len(x), q, method, a, b)
+        assert (lo >= t) == (below_lt <= 0.01)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from scipy import optimize, special, stats
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from gate_pipeline.lib import intervals as iv
 from gate_pipeline.lib.rules import (
@@ -908,3 +909,47 @@ def test_fixed_sample_mode_is_labelled_and_uses_exact_intervals():
     assert fr.ci_high == pytest.approx(ci.high, abs=1e-12) and fr.ci_method == "clopper_pearson"
     assert "fixed-sample: valid for one look only" in fr.method
     assert d.method.interval == "fixed" and "one-off analysis" in d.method.description
+
+
+def test_fixed_rate_difference_against_the_previous_policy_uses_newcombe():
+    data = _default_dict()
+    data["decision"]["interval"] = "fixed"
+    data["phases"]["observe"]["rules"].append(
+        {
+            "name": "fail_rate_vs_previous",
+            "kind": "relative",
+            "description": "FAIL rate no more than 5 points above the previous policy's.",
+            "metric": {"column": "outcome", "aggregate": "rate", "match": {"equals": "FAIL"}},
+            "baseline": {"source": "policy", "policy_hash": "previous"},
+            "measure": "difference",
+            "comparator": "<=",
+            "threshold": 0.05,
+        }
+    )
+    cfg = parse_decision_config(data, "inline")
+    old = make_runs(50, policy="old", outcome=lambda i: "FAIL" if i < 2 else "PASS")
+    new = make_runs(
+        40, policy="new", start=T0 + pd.Timedelta(days=3), outcome=lambda i: "FAIL" if i < 5 else "PASS"
+    )
+    r = rule(evaluate(pd.concat([old, new], ignore_index=True), cfg), "fail_rate_vs_previous")
+    assert r.ci_method == "newcombe" and r.observed == pytest.approx(5 / 40 - 2 / 50)
+    # NO_GO side at its Holm level, GO side at 0.05: each bound is Newcombe's two-sided bound at twice its alpha
+    lo_alpha = r.details["alpha_stop"]
+    want_lo = confint_proportions_2indep(5, 40, 2, 50, method="newcomb", compare="diff", alpha=2 * lo_alpha)[
+        0
+    ]
+    want_hi = confint_proportions_2indep(5, 40, 2, 50, method="newcomb", compare="diff", alpha=0.10)[1]
+    assert (r.ci_low, r.ci_high) == (pytest.approx(want_lo, abs=1e-12), pytest.approx(want_hi, abs=1e-12))
+    assert r.verdict == "HOLD"
+
+
+def test_bonferroni_splits_alpha_evenly():
+    data = _default_dict()
+    data["decision"]["multiplicity"] = "bonferroni"
+    cfg = parse_decision_config(data, "inline")
+    strata = lambda i: ["pinned", "unpinned", "unknown"][i % 3]  # noqa: E731
+    d = evaluate(make_runs(90, stratum=strata), cfg)
+    # NO_GO tests: fail_rate, unknown_rate_median and three strata -> 0.04 / 5 each
+    assert d.method.no_go_tests == 5 and d.method.multiplicity == "bonferroni"
+    assert rule(d, "fail_rate").details["alpha_stop"] == pytest.approx(0.04 / 5)
+    assert "bonferroni over 5 counted NO_GO tests" in rule(d, "fail_rate").method
