@@ -7,17 +7,27 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test test-fast check-defs ui ui-readonly bench bench-decisions lint browser-deps postgres-deps sample
+.PHONY: lock setup run test test-fast check-defs ui ui-readonly bench bench-decisions lint browser-deps postgres-deps redis-deps sample
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency is pinned in constraints.txt (Dagster 1.13.N moves with its integrations at 0.29.N);
+# `make lock` re-resolves it deliberately.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
 	@mkdir -p $(DAGSTER_HOME)
 	@test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## Re-pin every dependency to the newest versions pyproject.toml allows (then run `make test` and commit).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip && .lock-venv/bin/pip install -q -e '.[test]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^gate_pipeline' > constraints.txt
+	rm -rf .lock-venv
+	@grep -E '^dagster' constraints.txt
 
 ## Materialize the whole DAG on the bundled sample artifacts and print where the outputs are.
 run: setup
@@ -37,9 +47,16 @@ postgres-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL missing: install Debian's postgresql package for the scale-out test"; fi; }
 
+## A Redis server as the celery broker for the fan-out test (Debian's package; the test starts its own on loopback).
+redis-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server missing: install Debian's redis-server package for the celery test"; fi; }
+
 ## The whole test suite (unit, S3 on a loopback moto server, Postgres, Dagster services, browser), and the
 ## definitions loaded the dg way.
-test: setup browser-deps postgres-deps check-defs
+test: setup browser-deps postgres-deps redis-deps check-defs
 	$(PY) -m pytest
 
 ## The inner loop: unit tests and in-process Dagster runs; no servers, no slow tests.

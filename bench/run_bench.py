@@ -256,6 +256,7 @@ class SizeResult:
     bytes: int
     pipeline: list[PipelineRun] = field(default_factory=list)
     naive: list[ChildResult] = field(default_factory=list)
+    script: list[ChildResult] = field(default_factory=list)
     bare: list[ChildResult] = field(default_factory=list)
     incremental: PipelineRun | None = None
     incremental_cold: PipelineRun | None = None
@@ -271,6 +272,10 @@ class SizeResult:
     @property
     def naive_s(self) -> float:
         return self.med([c.wall_s for c in self.naive])
+
+    @property
+    def script_s(self) -> float:
+        return self.med([c.wall_s for c in self.script])
 
     @property
     def bare_s(self) -> float:
@@ -305,23 +310,37 @@ def bench_size(args: argparse.Namespace, runs: int, keep_last: bool) -> SizeResu
         tdir = size_dir / f"trial-{trial}"
         warm()
         pipe = run_pipeline(artifacts, tdir / "out", tdir / "dagster_home", tdir / "pipeline.log")
+        children = {}
+        if args.script:
+            # The one-loop script a user would write (shared/bench/naive.py), interleaved with ours.
+            warm()
+            children["script"] = run_child(
+                [sys.executable, str(args.script), str(artifacts), str(tdir / "script.csv")],
+                log=tdir / "script.log",
+            )
         warm()
-        naive = run_child(
+        children["naive"] = naive = run_child(
             [sys.executable, str(BENCH / "naive_reference.py"), str(artifacts), str(tdir / "naive.csv")],
             log=tdir / "naive.log",
         )
         warm()
-        bare = run_child([sys.executable, str(BENCH / "bare_read.py"), str(artifacts)], log=tdir / "bare.log")
-        for name, child in (("naive", naive), ("bare read", bare)):
+        children["bare read"] = bare = run_child(
+            [sys.executable, str(BENCH / "bare_read.py"), str(artifacts)], log=tdir / "bare.log"
+        )
+        for name, child in children.items():
             if child.returncode != 0:
                 raise SystemExit(f"{name} failed (exit {child.returncode}):\n{child.stdout[-2000:]}")
         result.pipeline.append(pipe)
         result.naive.append(naive)
         result.bare.append(bare)
+        if "script" in children:
+            result.script.append(children["script"])
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in pipe.steps.items())
         print(
             f"  trial {trial}/{repeat}: pipeline {pipe.child.wall_s:.1f}s ({pipe.child.maxrss_mb:.0f} MB; "
-            f"start-up {pipe.startup_s:.1f}s, {steps}, tail {pipe.tail_s:.1f}s) | naive {naive.wall_s:.1f}s "
+            f"start-up {pipe.startup_s:.1f}s, {steps}, tail {pipe.tail_s:.1f}s) | "
+            + (f"script {children['script'].wall_s:.1f}s | " if "script" in children else "")
+            + f"naive {naive.wall_s:.1f}s "
             f"({naive.maxrss_mb:.0f} MB) | bare read {bare.wall_s:.2f}s ({bare.maxrss_mb:.0f} MB)",
             flush=True,
         )
@@ -621,6 +640,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="profile only the first N days (days are alike; saves time at 100k+)",
     )
+    p.add_argument(
+        "--script",
+        type=Path,
+        default=ROOT.parent / "shared" / "bench" / "naive.py",
+        help="the one-loop reference script the targets are set against (skipped with a note when absent)",
+    )
     p.add_argument("--benchmarks-md", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument(
@@ -639,6 +664,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--repeat: give one count or one per size ({len(args.sizes)}), each >= 1; got {args.repeat!r}"
         )
     args.repeats = dict(zip(args.sizes, repeats, strict=True))
+    if not args.script.is_file():
+        print(f"note: {args.script} not found: no pipeline/script ratio this run (give --script)")
+        args.script = None
     return args
 
 

@@ -49,6 +49,12 @@ class IngestSettings(BaseModel):
         description="A run that ingests at least this many days uses the worker processes; smaller runs and "
         "re-classification stay in one process.",
     )
+    max_days_per_run: int = Field(
+        0,
+        ge=0,
+        description="A backfill of the per-day tables launches one run per this many days, so Dagster's run "
+        "queue can spread them over workers (0 = one run for the whole range).",
+    )
 
 
 class PartitionSettings(BaseModel):
@@ -69,10 +75,12 @@ class SensorSettings(BaseModel):
 
 class AutomationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    config_observe_cron: str = Field(
-        "*/5 * * * *",
-        description="How often the config files are observed (each observation is a small run): after an edit, "
-        "the UI shows downstream assets as unsynced within this interval.",
+    config_sensor_interval_seconds: int = Field(
+        30,
+        ge=5,
+        description="How often config_sensor looks at the config files; it records an observation (no run) only "
+        "when a file's bytes changed, so after an edit the UI shows downstream assets as unsynced within this "
+        "interval.",
     )
 
 

@@ -98,14 +98,14 @@ def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSet
     return artifact_sensor
 
 
-# Unpartitioned assets (series, statistics, decision, report) follow their parents; config sources are observed.
+# Unpartitioned assets (series, statistics, decision, report) follow their parents.
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
     target=dg.AssetSelection.all(include_sources=True),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     use_user_code_server=True,  # rollout_series follows its parent through a Python condition (dagster_helpers/conditions.py)
-    description="Declarative automation: keeps the decision fresh after sensor-triggered days; observes config.",
+    description="Declarative automation: keeps the series, statistics and decision fresh after new days.",
 )
 
 

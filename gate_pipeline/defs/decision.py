@@ -11,8 +11,7 @@ from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStora
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
 from gate_pipeline.lib import analysis, reports, rules
-from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
-from gate_pipeline.lib.reports.markdown_table import markdown_table
+from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
 
@@ -59,14 +58,62 @@ def _rule_evidence(result: rules.RuleResult) -> dict:
     return evidence
 
 
-def _rules_markdown(decision: rules.Decision) -> str:
-    rows = []
-    for r in decision.rules:
-        observed = "—" if r.observed is None else f"{r.observed:.4g}"
-        threshold = "—" if r.threshold is None else f"{r.comparator or ''} {r.threshold:.4g}"
-        tag = " (observe-only)" if r.observe_only else ""
-        rows.append([f"{r.name}{tag}", r.verdict, observed, threshold, str(r.n), r.why])
-    return markdown_table(["rule", "verdict", "observed", "threshold", "n", "why"], rows)
+RULE_COLUMNS = [
+    ("rule", "string"),
+    ("verdict", "string"),
+    ("observed", "float"),
+    ("comparator", "string"),
+    ("threshold", "float"),
+    ("ci_low", "float"),
+    ("ci_high", "float"),
+    ("n", "int"),
+    ("counted", "bool"),
+    ("why", "string"),
+]
+
+
+def rules_table(decision: rules.Decision) -> dg.TableMetadataValue:
+    """Every rule as one row of native table metadata (shown inline on the asset page, not in a popup)."""
+    records = [
+        dg.TableRecord(
+            {
+                "rule": r.name,
+                "verdict": r.verdict,
+                "observed": None if r.observed is None else readable(r.observed),
+                "comparator": r.comparator or "",
+                "threshold": None if r.threshold is None else readable(r.threshold),
+                "ci_low": None if r.ci_low is None else readable(r.ci_low),
+                "ci_high": None if r.ci_high is None else readable(r.ci_high),
+                "n": r.n,
+                "counted": not r.observe_only,
+                "why": r.why,
+            }
+        )
+        for r in decision.rules
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in RULE_COLUMNS])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+#: The numeric verdict's legend travels in its label, so a plot of it over time reads without a lookup.
+VERDICT_CODE = "verdict_code (GO=1, HOLD=0, NO_GO=-1, ROLLBACK=-2)"
+
+
+def check_severity(verdict: str, rule_severity: str) -> dg.AssetCheckSeverity:
+    """A rule that holds for more evidence is a warning (yellow), not a failure; a failing rule is an error
+    unless its config marks it as a warning."""
+    if verdict == "HOLD" or rule_severity == "WARN":
+        return dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckSeverity.ERROR
+
+
+def previous_decision(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Verdict and provenance hashes of the last gate_decision materialization ({} if none)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("gate_decision"))
+    if event is None or event.asset_materialization is None:
+        return {}
+    metadata = event.asset_materialization.metadata
+    return {k: str(v.value) for k, v in metadata.items() if k == "verdict" or k in PROVENANCE_LABELS}
 
 
 def build_decision_assets(cfg: rules.DecisionConfig) -> list:
@@ -125,9 +172,8 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         analysis_raw = storage.config_file(ANALYSIS_FILE)
         if analysis_raw is not None:
             config_files[ANALYSIS_FILE] = analysis_raw
-        doc = reports.rollout_metrics_document(
-            decision, statistics, provenance(table, whitelist.sha256, config_files), SCHEMA_VERSION
-        )
+        hashes = provenance(table, whitelist.sha256, config_files)
+        doc = reports.rollout_metrics_document(decision, statistics, hashes, SCHEMA_VERSION)
         payload = reports.dumps_canonical(doc)
         outputs = storage.outputs()
         path = outputs.write_bytes(payload, "rollout_metrics.json")
@@ -136,20 +182,25 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             if table.num_rows
             else []
         )
+        previous = previous_decision(context.instance)
         yield dg.MaterializeResult(
             asset_key="gate_decision",
             metadata={
+                # Read at a glance, in this order: the verdict and why, for what, on how much evidence, by rule.
                 "verdict": decision.verdict,
-                "decision_as_number": decision.decision_as_number,
                 "why": decision.why,
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
                 "runs": decision.n_runs,
                 "days": round(float(decision.days or 0.0), 1),
-                "rules": dg.MetadataValue.md(_rules_markdown(decision)),
+                "rules": rules_table(decision),
+                # The asset's history reads as a decision log: what it said before and what changed since.
+                "verdict_change": f"{previous.get('verdict', '(none)')} → {decision.verdict}",
+                "changed_since_previous": ", ".join(changed_inputs(previous, hashes)) or "nothing",
+                VERDICT_CODE: decision.decision_as_number,
+                **hashes,
                 "rollout_metrics": dg.MetadataValue.path(path),
                 "rollout_metrics_sha256": sha256_bytes(payload),
-                "whitelist_sha256": whitelist.sha256,
                 # Days classified with another whitelist version: backfill classified_runs to bring them current.
                 "stale_whitelist_versions": dg.MetadataValue.json(stale),
             },
@@ -163,9 +214,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 check_name=name,
                 asset_key="gate_decision",
                 passed=result.verdict == "PASS",
-                severity=dg.AssetCheckSeverity.WARN
-                if severity[name] == "WARN"
-                else dg.AssetCheckSeverity.ERROR,
+                severity=check_severity(result.verdict, severity[name]),
                 metadata=_rule_evidence(result),
             )
 

@@ -42,6 +42,7 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
     limits = IngestLimits(max_file_bytes=pipeline.ingest.max_file_bytes)
     workers = daily.resolve_workers(pipeline.ingest.workers)
     parallel_min_days = pipeline.ingest.parallel_min_days
+    days_per_run = pipeline.ingest.max_days_per_run
 
     @dg.multi_asset(
         name="daily_tables",
@@ -70,7 +71,9 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
         ],
         check_specs=[run_table_check_spec(), classified_check_spec()],
         partitions_def=daily_partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=(
+            dg.BackfillPolicy.multi_run(days_per_run) if days_per_run else dg.BackfillPolicy.single_run()
+        ),
         can_subset=True,
     )
     def daily_tables(context: dg.AssetExecutionContext, storage: GateStorage):

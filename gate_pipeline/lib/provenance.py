@@ -95,3 +95,20 @@ def provenance(
         "config_sha256": config_sha256(config_files),
         "code_version": __version__,
     }
+
+
+#: Provenance keys and what an operator calls them.
+PROVENANCE_LABELS = {
+    "artifact_manifest_sha256": "artifacts",
+    "whitelist_sha256": "whitelist",
+    "config_sha256": "config",
+    "code_version": "code",
+}
+
+
+def changed_inputs(previous: dict[str, str] | None, current: dict[str, str]) -> list[str]:
+    """What differs from the previous decision's provenance ("artifacts", "whitelist", "config", "code");
+    ``["first decision"]`` when there is none."""
+    if not previous:
+        return ["first decision"]
+    return [label for key, label in PROVENANCE_LABELS.items() if previous.get(key) != current.get(key)]

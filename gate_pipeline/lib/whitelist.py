@@ -264,3 +264,22 @@ def whitelist_health(whitelist: Whitelist, runs_df: pd.DataFrame, today: date) -
     df["entry_index"] = df["entry_index"].astype("int64")
     df["matched_runs"] = df["matched_runs"].astype("int64")
     return df.sort_values(["entry_index", "problem"], kind="mergesort").reset_index(drop=True)
+
+
+ENTRY_COLUMNS = ["reason", "match", "class", "owner", "expires", "days_to_expiry", "note"]
+
+
+def entry_rows(whitelist: Whitelist, today: date) -> list[dict[str, Any]]:
+    """One row per entry as operators read it: expiry as a date and as days left (negative once expired)."""
+    return [
+        {
+            "reason": e.reason,
+            "match": e.match,
+            "class": e.class_,
+            "owner": e.owner,
+            "expires": e.expires.isoformat() if e.expires else None,
+            "days_to_expiry": (e.expires - today).days if e.expires else None,
+            "note": e.note,
+        }
+        for e in whitelist.entries
+    ]

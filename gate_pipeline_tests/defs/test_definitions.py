@@ -5,11 +5,13 @@ After an intended change to the graph: `pytest gate_pipeline_tests/defs/test_def
 and review the diff of __snapshots__/test_definitions.ambr.
 """
 
+import shutil
+
 import dagster as dg
 
 from gate_pipeline.definitions import build_definitions, defs
 from gate_pipeline.settings import Settings
-from gate_pipeline_tests.pipeline_helpers import settings_for
+from gate_pipeline_tests.pipeline_helpers import CONFIG, settings_for
 
 # Labels of the documents the rules came from: fine in docs that cite them, not in text the UI shows.
 INTERNAL_LABELS = ("seed 0", "zielgröße")
@@ -78,3 +80,13 @@ def test_partitioned_assets_backfill_in_one_run(tmp_path):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+
+
+def test_max_days_per_run_splits_backfills_into_runs_of_that_many_days(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    pipeline_yaml = config / "pipeline.yaml"
+    pipeline_yaml.write_text(pipeline_yaml.read_text().replace("max_days_per_run: 0", "max_days_per_run: 7"))
+    graph = build_definitions(settings_for(tmp_path / "artifacts", tmp_path, config)).resolve_asset_graph()
+    for name in ("raw_runs", "quarantined_files", "run_table", "classified_runs"):
+        assert graph.get(dg.AssetKey(name)).backfill_policy.max_partitions_per_run == 7, name

@@ -52,6 +52,7 @@ pytestmark = pytest.mark.e2e
 
 ARTIFACT_SENSOR = "artifact_sensor"
 AUTOMATION_SENSOR = "automation_sensor"
+WHITELIST_CHECK = "classified_with_current_whitelist"
 # Short ticks so the test is quick; 5 s is the configured minimum interval.
 SENSOR_SETTINGS = {"lookback_days": 2, "settle_seconds": 1, "interval_seconds": 5}
 WAIT_S = 180.0
@@ -88,6 +89,7 @@ def write_sensor_config(config_dir: Path) -> None:
     path = config_dir / "pipeline.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     data["sensor"] = dict(SENSOR_SETTINGS)
+    data.setdefault("automation", {})["config_sensor_interval_seconds"] = SENSOR_SETTINGS["interval_seconds"]
     path.write_text(yaml.safe_dump(data, sort_keys=True))
 
 
@@ -396,6 +398,18 @@ def aws_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIX)}
 
 
+def whitelist_check(services: DagsterServices, accept) -> dict:
+    """The newest evaluation of classified_runs:classified_with_current_whitelist, once ``accept`` holds."""
+
+    def probe():
+        executions = services.asset_check_executions("classified_runs", WHITELIST_CHECK, limit=1)[
+            WHITELIST_CHECK
+        ]
+        return executions[0] if executions and accept(executions[0]) else None
+
+    return wait_until(services, f"check {WHITELIST_CHECK}", probe)
+
+
 def turn_on_artifact_sensor(services: DagsterServices, cursor: str) -> None:
     set_sensor_cursor(services, ARTIFACT_SENSOR, cursor)
     status = services.set_sensor_running(ARTIFACT_SENSOR, True)
@@ -534,6 +548,11 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
 
         partitions = services.materialized_partitions("classified_runs")
         assert partitions == sorted([*days, today])
+        # config_sensor sees the edit without a run: the whitelist check on classified_runs warns for every day.
+        stale = whitelist_check(services, lambda e: e["success"] is False)
+        assert stale["severity"] == "WARN" and not stale["runId"]  # reported by the sensor, no run
+        assert stale["metadata"]["stale_days"] == len(partitions)
+        assert stale["metadata"]["current_whitelist_sha256"] == new_sha
         t_backfill = time.monotonic()
         backfill_id = services.launch_partition_backfill(
             ["classified_runs"], partition_names=partitions, title="e2e whitelist edit"
@@ -564,6 +583,8 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
         decision = wait_until(services, "gate_decision on the edited whitelist", decision_on_new_whitelist)
         assert run_info(services, decision["runId"])["tags"].get("dagster/sensor_name") == AUTOMATION_SENSOR
         assert json.loads(decision["metadata"]["stale_whitelist_versions"]) == []
+        current = whitelist_check(services, lambda e: e["success"] is True)
+        assert current["metadata"]["stale_days"] == 0
         assert decision["metadata"]["runs"] == expected_runs
         print(f"automation after backfill {time.monotonic() - t_auto:.0f}s")
         final_rows = read_series(outputs)

@@ -67,6 +67,25 @@ def test_run_table_schema_check_passed(sample_services):
     assert latest["metadata"]["days_checked"] == len(sample_services.days)
 
 
+def test_rule_checks_map_verdicts_to_severity(sample_services):
+    """PASS passes; HOLD is a warning (yellow in the UI), never a red failure; the decision's rule table is
+    native table metadata with the interval of every rule."""
+    services = sample_services.services
+    executions = services.asset_check_executions("gate_decision")
+    verdicts = {}
+    for name, rows in executions.items():
+        latest = next(e for e in rows if e["success"] is not None)
+        verdict = latest["metadata"]["verdict"]
+        verdicts[name] = verdict
+        assert latest["success"] is (verdict == "PASS"), (name, latest)
+        if verdict == "HOLD":
+            assert latest["severity"] == "WARN", (name, latest)
+    assert "HOLD" in verdicts.values(), f"the sample should hold on some rule: {verdicts}"
+    decision = services.latest_materialization_metadata("gate_decision")
+    assert decision["verdict_change"].endswith(decision["verdict"])
+    assert decision["changed_since_previous"]
+
+
 def test_every_sample_day_is_materialized_for_every_daily_asset(sample_services):
     defs = sample_services.definitions()
     graph = defs.resolve_asset_graph()
@@ -93,7 +112,7 @@ def test_every_materializable_asset_has_a_materialization(sample_services):
 def test_sensors_of_definitions_are_known_to_the_services(sample_services):
     defs = sample_services.definitions()
     names = sorted(s.name for s in (defs.sensors or []))
-    assert names == ["artifact_sensor", "automation_sensor"]
+    assert names == ["artifact_sensor", "automation_sensor", "config_sensor"]
     for name in names:
         state = sample_services.services.sensor_state(name)
         assert state["status"] in {"RUNNING", "STOPPED"}, f"{name}: {state}"

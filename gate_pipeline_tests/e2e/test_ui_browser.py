@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 DECISION_ASSET = "gate_decision"
 README_IMAGE = REPO_ROOT / "docs" / "img" / "asset_graph.png"
+DECISION_IMAGE = REPO_ROOT / "docs" / "img" / "decision_page.png"
 TIMEOUT_MS = 30_000
 
 
@@ -148,7 +149,7 @@ def test_partitions_page_shows_sample_days(page, sample_services):
 
 def test_automation_page_lists_sensors(page, sample_services):
     names = sorted(s.name for s in (sample_services.definitions().sensors or []))
-    assert names == ["artifact_sensor", "automation_sensor"]
+    assert names == ["artifact_sensor", "automation_sensor", "config_sensor"]
     page.goto(f"{sample_services.url}/automation", wait_until="networkidle")
     wait_for_texts(page, names, "automation page")
     screenshot(page, sample_services, "automation", full_page=False)
@@ -179,3 +180,22 @@ def _key(user_string: str):
     import dagster as dg
 
     return dg.AssetKey.from_user_string(user_string)
+
+
+def test_decision_page_shows_the_rule_table_without_a_popup(page, sample_services):
+    """The rule table is native table metadata: rule names, verdicts, intervals and reasons are on the page
+    itself, not behind a "Show Markdown" link."""
+    metadata = sample_services.services.latest_materialization_metadata(DECISION_ASSET)
+    page.set_viewport_size({"width": 1600, "height": 1800})
+    try:
+        page.goto(f"{sample_services.url}/assets/{DECISION_ASSET}", wait_until="networkidle")
+        checks = check_names_of(sample_services.definitions(), DECISION_ASSET)
+        rule_names = [name.removeprefix("rule_") for name in checks if name.startswith("rule_")]
+        assert rule_names, "gate_decision has no rule checks"
+        expected = ["ci_low", "ci_high", "threshold", "verdict_change", *rule_names, metadata["verdict"]]
+        wait_for_texts(page, expected, "decision page rule table")
+        png = screenshot(page, sample_services, "decision_page", full_page=False)
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1000})
+    if os.environ.get("UPDATE_README_SCREENSHOT"):
+        shutil.copyfile(png, DECISION_IMAGE)
