@@ -866,6 +866,7 @@ def test_two_runs_in_a_small_stratum_are_not_a_no_go():
     unknown = next(s for s in ps.strata if s.name == "unknown")
     assert (unknown.verdict, unknown.n, unknown.observed) == ("HOLD", 2, 0.5)
     assert unknown.runs_needed is not None and unknown.runs_needed > 0
+    assert f"about {unknown.runs_needed} more runs in stratum unknown at the current rate" in unknown.why
     assert ps.verdict == "HOLD" and d.verdict == "HOLD"
 
 

@@ -127,7 +127,7 @@ def _unit_why(
         tail = ": the rollback trigger did not fire" if trigger else ""
         return f"{u.head}; the {iv} lies wholly on the safe side of the {what} {cond}{tail}", ci, None
     more = u.test.runs_more(u.alpha_bad, s.alpha_go) if u.projectable else None
-    settle = _settle_text(more, u.projectable, s.runs_needed_max)
+    settle = _settle_text(more, u.projectable, s.runs_needed_max, u.stratum)
     return (
         f"{u.head}, but the {iv} straddles the {what} {cond}, so more evidence is needed: {settle}",
         ci,

@@ -30,12 +30,13 @@ def _interval_text(fmt, ci: tuple[float | None, float | None]) -> str:
     return f"interval {lo} to {hi}"
 
 
-def _settle_text(more: int | None, projectable: bool, max_runs: int) -> str:
+def _settle_text(more: int | None, projectable: bool, max_runs: int, stratum: str | None = None) -> str:
+    where = f" in stratum {stratum}" if stratum is not None else ""
     if not projectable:
         return "more runs would narrow it"
     if more is None:
-        return f"at the current rate even {max_runs} runs would not settle it"
-    return f"about {more} more run{'s' if more != 1 else ''} at the current rate would settle it"
+        return f"at the current rate even {max_runs} runs{where} would not settle it"
+    return f"about {more} more run{'s' if more != 1 else ''}{where} at the current rate would settle it"
 
 
 def _no_data_text(column: str, agg: _Agg, total: int, ctx: _Ctx, min_n: int, scope: str) -> str:
