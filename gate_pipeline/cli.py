@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gate_pipeline import cli_lifecycle
 from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
 from gate_pipeline.lib.ingest import files_read
 from gate_pipeline.settings import Settings, project_root
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("rest", nargs=argparse.REMAINDER)
     gen.set_defaults(func=cmd_generate)
+    cli_lifecycle.add_parsers(sub)  # advance, rollback, phase
     return parser
 
 

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from gate_pipeline.defs import automation, config, decision, ingest, resources, series, statistics
+from gate_pipeline.defs import (
+    automation,
+    config,
+    decision,
+    ingest,
+    lifecycle,
+    resources,
+    series,
+    statistics,
+    timeline,
+)
 from gate_pipeline.defs.automation import ALL_ASSETS_JOB, RECLASSIFY_JOB
 from gate_pipeline.settings import Settings
 
@@ -18,7 +28,7 @@ __all__ = ["ALL_ASSETS_JOB", "RECLASSIFY_JOB", "build_definitions", "defs"]
 
 #: The modules of gate_pipeline/defs/ that contribute definitions, in the order of the flow.
 #: (validated.py and classified.py hold the specs of layers the per-day step in ingest.py materializes.)
-DEFS_MODULES = (resources, config, ingest, series, statistics, decision, automation)
+DEFS_MODULES = (resources, config, ingest, series, statistics, decision, lifecycle, timeline, automation)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

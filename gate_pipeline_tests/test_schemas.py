@@ -72,6 +72,7 @@ def test_metrics_schema_accepts_the_sample_metrics():
         ("policy_constants", "gate_pipeline.lib.rules:DecisionConfig"),
         ("pipeline", "gate_pipeline.settings:PipelineConfig"),
         ("analysis", "gate_pipeline.lib.stats:AnalysisConfig"),
+        ("lifecycle", "gate_pipeline.lib.lifecycle:LifecycleConfig"),
     ],
 )
 def test_config_schemas_are_generated_from_the_models(name, model_path):

@@ -14,6 +14,7 @@ from gate_pipeline.dagster_helpers.partitions import daily_partitions
 from gate_pipeline.defs.classified import CLASSIFIED_RUNS
 from gate_pipeline.defs.config import CONFIG_SOURCE_FILES
 from gate_pipeline.defs.ingest import INGEST_CHAIN
+from gate_pipeline.defs.lifecycle import PHASE_LOG
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
 from gate_pipeline.settings import SensorSettings, Settings
@@ -30,7 +31,7 @@ def build_jobs() -> list:
             RECLASSIFY_JOB,
             # The config sources are in it so an edited file is observed first (the CLI skips unchanged ones).
             selection=dg.AssetSelection.assets(CLASSIFIED_RUNS).downstream()
-            | dg.AssetSelection.assets(*CONFIG_SOURCE_FILES),
+            | dg.AssetSelection.assets(*CONFIG_SOURCE_FILES, PHASE_LOG),
             description="Re-classify all history from stored run tables after a whitelist change, in one run.",
         ),
     ]

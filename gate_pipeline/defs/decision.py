@@ -7,6 +7,7 @@ import orjson
 import pyarrow.compute as pc
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
+from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, phases_in_use, rules_of_phases
 from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
@@ -116,7 +117,7 @@ def previous_decision(instance: dg.DagsterInstance) -> dict[str, str]:
     return {k: str(v.value) for k, v in metadata.items() if k == "verdict" or k in PROVENANCE_LABELS}
 
 
-def build_decision_assets(cfg: rules.DecisionConfig) -> list:
+def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = None) -> list:
     """Check specs come from the decision config as it is when Definitions load (one check per rule)."""
     rule_specs = [
         dg.AssetCheckSpec(
@@ -124,16 +125,16 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
             asset="gate_decision",
             description=f"[{rule.kind}{', observe-only' if rule.observe_only else ''}] {rule.description}",
         )
-        for rule in cfg.rules_for()
+        for rule in rules_of_phases(cfg, phases)
     ]
     declared = {spec.name for spec in rule_specs}
-    severity = {rule_check_name(r.name): r.severity for r in cfg.rules_for()}
+    severity = {rule_check_name(r.name): r.severity for r in rules_of_phases(cfg, phases)}
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
                 "gate_decision",
-                deps=["rollout_series", *STATISTICS_DEPS, "decision_config"],
+                deps=["rollout_series", *STATISTICS_DEPS, "decision_config", PHASE_LOG],
                 group_name=GROUP,
                 description="Should the policy move to its next rollout phase? GO, HOLD, NO_GO or ROLLBACK, "
                 "with every rule's observed value, threshold, interval, sample size and reason; published "
@@ -166,7 +167,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
         # read becomes a pandas frame (the hash columns are most of the history's bytes).
         history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
         statistics = read_statistics(storage)
-        decision = rules.evaluate(history, cfg_now)
+        decision, phase_history = decide(storage, history, cfg_now)  # in the phase the log gives the policy
         whitelist = storage.whitelist()
         config_files = {DECISION_FILE: decision_raw}
         analysis_raw = storage.config_file(ANALYSIS_FILE)
@@ -191,6 +192,7 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 "why": decision.why,
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
+                "phase_history": phase_history,
                 "runs": decision.n_runs,
                 "days": round(float(decision.days or 0.0), 1),
                 "rules": rules_table(decision),
@@ -217,6 +219,8 @@ def build_decision_assets(cfg: rules.DecisionConfig) -> list:
                 severity=check_severity(result.verdict, severity[name]),
                 metadata=_rule_evidence(result),
             )
+        for name in sorted(declared - {rule_check_name(r.name) for r in decision.rules}):
+            yield not_in_phase(name, decision.current_phase)
 
         chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics))
         if reused:
@@ -245,14 +249,18 @@ CHART_COLUMNS = frozenset({"timestamp", "run_id", "unknown_rate"})
 
 
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
-    """History columns the decision step needs as a frame: what the rules read, plus the chart's columns."""
-    return rules.used_columns(cfg) | CHART_COLUMNS
+    """History columns the decision step needs as a frame: what the rules of any phase read (the phase log
+    decides which phase's rules apply), plus the chart's columns."""
+    phases = (cfg.model_copy(update={"current_phase": phase}) for phase in cfg.phase_order)
+    return set().union(*map(rules.used_columns, phases)) | CHART_COLUMNS
 
 
 def build(settings: Settings) -> dg.Definitions:
-    # One asset check per rule of the decision config as it is when the definitions load.
-    decision_cfg, _ = GateStorage.from_settings(settings).decision_config()
-    return dg.Definitions(assets=build_decision_assets(decision_cfg))
+    # One asset check per rule of the decision config as it is when the definitions load, for the phases
+    # the phase log has policies in.
+    storage = GateStorage.from_settings(settings)
+    decision_cfg, _ = storage.decision_config()
+    return dg.Definitions(assets=build_decision_assets(decision_cfg, phases_in_use(storage, decision_cfg)))
 
 
 @dg.definitions

@@ -64,6 +64,33 @@ class Store:
         target.write_bytes(data)
         return str(target)
 
+    def create_exclusive(self, data: bytes, *parts: str) -> bool:
+        """Write a file only if it does not exist yet, atomically: True when this call created it.
+
+        Local disk: O_CREAT | O_EXCL. S3: a conditional put (If-None-Match: *), which S3 and s3fs honour.
+        Two callers racing for the same name never both get True (the lifecycle lock relies on it)."""
+        target = self.path(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.fs, LocalFileSystem):
+            try:
+                fd = os.open(target.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        try:
+            self.fs.pipe_file(target.path, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def delete(self, *parts: str) -> None:
+        """Remove one file; nothing happens when it does not exist."""
+        target = self.path(*parts)
+        if target.exists():
+            self.fs.rm_file(target.path)
+
     def write_parquet(self, df: pd.DataFrame, *parts: str) -> str:
         return self.write_bytes(parquet_bytes(df), *parts)
 

@@ -1,0 +1,138 @@
+"""The decision timeline: the decision as it stood at the end of each day of the stored history.
+
+For every UTC day with runs, the history up to the end of that day is evaluated with ``now`` = end of day,
+in the phase the phase log gave the decided policy then (:func:`lifecycle.evaluate_in_phase`). One row per
+day: candidate policy, phase, verdict, evidence (runs, days), the deciding rule, the chart rule's observed
+value, interval and threshold, and the config and whitelist hashes.
+
+Incremental: each row keeps the key it was computed from (a chained digest of the runs up to that day, the
+number of phase-log lines up to that day, the config and whitelist hashes); a day is evaluated again only
+when its key changed, so a new day appends and a config or whitelist change replays every day. Reads the
+stored history only, never an artifact. Pure logic: no Dagster imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from gate_pipeline.lib import lifecycle
+from gate_pipeline.lib.lifecycle import LogEntry
+from gate_pipeline.lib.rules import Decision, DecisionConfig
+from gate_pipeline.lib.store_lock import parse_time
+
+COLUMNS = [
+    "date",
+    "evaluated_at",
+    "policy_hash",
+    "phase",
+    "next_phase",
+    "verdict",
+    "n_runs",
+    "days",
+    "deciding_rule",
+    "why",
+    "chart_rule",
+    "observed",
+    "ci_low",
+    "ci_high",
+    "threshold",
+    "config_sha256",
+    "whitelist_sha256",
+    "history_key",
+    "log_lines",
+]
+#: Which rule verdicts decide each decision verdict (the engine's precedence: ROLLBACK > NO_GO > HOLD > GO).
+DECIDING = {"ROLLBACK": "ROLLBACK", "NO_GO": "FAIL", "HOLD": "HOLD"}
+
+
+def day_keys(history: pd.DataFrame) -> pd.DataFrame:
+    """Per UTC day with runs: its end (exclusive bound) and a digest chained over every day up to it, so a
+    run added to or changed on any earlier day changes the key of every later day too."""
+    ts = pd.to_datetime(history["timestamp"], utc=True)
+    day = ts.dt.floor("D")
+    cols = sorted(history.columns)
+    # pandas' vectorised row hash (stable across processes for the same values and dtypes); ~20x faster
+    # than hashing the text of each cell, which cost ~1.3 s per build at 100k runs.
+    row_hash = pd.util.hash_pandas_object(history[cols], index=False).to_numpy()
+    order = np.lexsort((row_hash, day.to_numpy()))
+    days, keys, chained = [], [], hashlib.sha256()
+    for d, hashes in pd.Series(row_hash[order]).groupby(day.to_numpy()[order], sort=True):
+        chained.update(d.isoformat().encode() + hashes.to_numpy().tobytes())
+        days.append(d)
+        keys.append(chained.copy().hexdigest())
+    return pd.DataFrame({"day": days, "history_key": keys})
+
+
+def _deciding(decision: Decision) -> tuple[str, str]:
+    wanted = DECIDING.get(decision.verdict)
+    for rule in decision.rules:
+        if not rule.observe_only and rule.verdict == wanted:
+            return rule.name, rule.why
+    return "", decision.why
+
+
+def _row(decision: Decision, date: str, end: pd.Timestamp, chart_rule: str, **keys: object) -> dict:
+    rule, why = _deciding(decision)
+    shown = next((r for r in decision.rules if r.name == chart_rule), None)
+    return {
+        "date": date,
+        "evaluated_at": (end - pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "policy_hash": decision.policy_hash,
+        "phase": decision.current_phase,
+        "next_phase": decision.next_phase,
+        "verdict": decision.verdict,
+        "n_runs": decision.n_runs,
+        "days": decision.days,
+        "deciding_rule": rule,
+        "why": why,
+        "chart_rule": chart_rule,
+        **{k: getattr(shown, k, None) for k in ("observed", "ci_low", "ci_high", "threshold")},
+        **keys,
+    }
+
+
+def build_timeline(
+    history: pd.DataFrame,
+    cfg: DecisionConfig,
+    entries: list[LogEntry],
+    *,
+    config_sha256: str,
+    whitelist_sha256: str,
+    chart_rule: str,
+    previous: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """The timeline and how many days were evaluated (the rest reused from ``previous``)."""
+    keys = day_keys(history)
+    ts = pd.to_datetime(history["timestamp"], utc=True)
+    times = [parse_time(e.at) for e in entries]
+    reuse = {}
+    if previous is not None and len(previous):
+        reuse = {row["date"]: row for row in previous.to_dict("records")}
+    rows, evaluated = [], 0
+    for day, history_key in keys.itertuples(index=False):
+        end = day + pd.Timedelta(days=1)
+        date = day.strftime("%Y-%m-%d")
+        key = {
+            "config_sha256": config_sha256,
+            "whitelist_sha256": whitelist_sha256,
+            "history_key": history_key,
+            "log_lines": sum(t < end for t in times),
+        }
+        old = reuse.get(date)
+        if old is not None and old["chart_rule"] == chart_rule and all(old[k] == v for k, v in key.items()):
+            rows.append(old)
+            continue
+        until = (end - pd.Timedelta(microseconds=1)).to_pydatetime()
+        decision = lifecycle.evaluate_in_phase(history[ts < end], cfg, entries, until=until)
+        rows.append(_row(decision, date, end, chart_rule, **key))
+        evaluated += 1
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.astype({"n_runs": "int64", "log_lines": "int64"}), evaluated
+
+
+def published(timeline: pd.DataFrame) -> pd.DataFrame:
+    """The CSV's columns: the timeline without the internal reuse keys."""
+    return timeline.drop(columns=["history_key", "log_lines"])

@@ -1,0 +1,87 @@
+"""The decision timeline: one decision per day end, by hand on a small history; incremental equals full."""
+
+import pandas as pd
+
+from gate_pipeline.lib import analysis, lifecycle, timeline
+from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
+from gate_pipeline.lib.storage import Store
+from gate_pipeline_tests.lib.test_rules import load, make_runs
+
+T0 = pd.Timestamp("2026-03-01T08:00:00Z")
+
+
+def history() -> pd.DataFrame:
+    """p1: a run every 6 h from 03-01 08:00 (12 runs, the 6th FAILs), then p2 from 03-04 08:00 (8 runs)."""
+    p1 = make_runs(12, hours=6, policy="p1", start=T0, outcome=lambda i: "FAIL" if i == 5 else "PASS")
+    p2 = make_runs(8, hours=6, policy="p2", start=T0 + pd.Timedelta(days=3))
+    return pd.concat([p1, p2], ignore_index=True)
+
+
+def build(frame, cfg, entries=(), previous=None, config="c1"):
+    return timeline.build_timeline(
+        frame, cfg, list(entries), config_sha256=config, whitelist_sha256="w1", chart_rule="fail_rate",
+        previous=previous,
+    )  # fmt: skip
+
+
+def test_one_row_per_day_end_with_the_candidate_policy_and_its_evidence():
+    cfg = load("policy_constants.yaml")
+    frame, evaluated = build(history(), cfg)
+    assert evaluated == 6
+    assert frame["date"].tolist() == [f"2026-03-0{d}" for d in range(1, 7)]
+    assert frame["evaluated_at"].tolist()[0] == "2026-03-01T23:59:59Z"
+    # Runs at 08, 14, 20 h, then 02 h the next day: p1 has 3, 7, 11 runs at the first three day ends (its
+    # 12th run at 03-04 02:00); from 03-04 the latest policy is p2 (3 runs that day, 7, then 8).
+    assert frame["policy_hash"].tolist() == ["p1", "p1", "p1", "p2", "p2", "p2"]
+    assert frame["n_runs"].tolist() == [3, 7, 11, 3, 7, 8]
+    assert frame["phase"].tolist() == ["observe"] * 6
+    # Every day HOLDs: too little evidence, and the FAIL rate's CI straddles 10% (the first HOLD rule by name).
+    assert frame["verdict"].tolist() == ["HOLD"] * 6
+    assert set(frame["deciding_rule"]) == {"fail_rate"}
+    assert (
+        frame["why"].tolist()[1].startswith("FAIL rate 1/7 = 14.3%, but the 95% CI 2.6% to 51.3% straddles")
+    )
+    # The FAIL rate the chart draws: 0/3, 1/7, 1/11 for p1, then 0 for p2; the observe threshold.
+    assert frame["observed"].round(4).tolist() == [0.0, round(1 / 7, 4), round(1 / 11, 4), 0.0, 0.0, 0.0]
+    assert set(frame["threshold"]) == {0.10}
+    assert (frame["ci_low"] <= frame["observed"]).all() and (frame["observed"] <= frame["ci_high"]).all()
+    assert render_timeline_chart(frame)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_incremental_equals_full_and_evaluates_only_new_days():
+    cfg = load("policy_constants.yaml")
+    full_history = history()
+    cut = pd.Timestamp("2026-03-03T00:00:00Z")
+    first, _ = build(full_history[full_history["timestamp"] < cut], cfg)
+    assert len(first) == 2
+    # Round-trip through the stored parquet, as the asset does.
+    store = Store.at("memory://timeline-test")
+    store.write_parquet(first, "t.parquet")
+    again, evaluated = build(full_history, cfg, previous=store.read_parquet("t.parquet"))
+    full, _ = build(full_history, cfg)
+    # The first two days' runs are unchanged: reused; the four new days are evaluated.
+    assert evaluated == 4
+    assert analysis.table_csv_bytes(timeline.published(again)) == analysis.table_csv_bytes(
+        timeline.published(full)
+    )
+    # A config change replays every day.
+    _, evaluated = build(full_history, cfg, previous=full, config="c2")
+    assert evaluated == 6
+    # A run added to an old day changes that day and every later one.
+    late = make_runs(1, policy="p1", start=pd.Timestamp("2026-03-02T12:00:00Z"), run_id="late")
+    _, evaluated = build(pd.concat([full_history, late], ignore_index=True), cfg, previous=full)
+    assert evaluated == 5
+
+
+def test_a_transition_in_the_log_changes_the_phase_from_that_day_on(tmp_path):
+    cfg = load("policy_constants.yaml")
+    entry = lifecycle.LogEntry(
+        seq=1, at="2026-03-04T12:00:00Z", policy_hash="p2", action="advance", from_phase="observe",
+        to_phase="warn", by="ana", note="", auto=False, decision=None, evidence={}, prev_sha256="",
+    )  # fmt: skip
+    full, _ = build(history(), cfg)
+    frame, evaluated = build(history(), cfg, entries=[entry], previous=full)
+    assert evaluated == 3  # the days ending after the transition
+    assert frame["phase"].tolist() == ["observe"] * 3 + ["warn"] * 3
+    assert frame["log_lines"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert frame["threshold"].tolist() == [0.10] * 3 + [0.05] * 3  # the warn phase's FAIL-rate threshold
