@@ -6,15 +6,25 @@ gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <d
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gate_pipeline import cli_lifecycle
-from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
-from gate_pipeline.lib.ingest import files_read
+from fsspec.implementations.local import LocalFileSystem
+
+from gate_pipeline import cli_lifecycle, preflight
+from gate_pipeline.lib import runlock
+from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stored_days
+from gate_pipeline.lib.discovery import (
+    date_window,
+    dump_cursor,
+    list_top_level,
+    load_cursor,
+    scan_for_changes,
+)
 from gate_pipeline.settings import Settings, project_root
 
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
@@ -40,10 +50,42 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 RUN_CURSOR = "run_cursor.json"
+MAX_LISTED = 20  # ignored top-level entries printed one per line; the rest are counted
 
 
+def _locked(command):
+    """Check config, storage and environment first (gate_pipeline/preflight.py: one message, exit 2), then
+    run the command holding the locks of its Dagster instance and (local) data folder (lib/runlock.py).
+    A failure outside the Dagster run prints one line; --verbose shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            settings = _settings(args)
+            preflight.check(settings)
+            folders = [_ensure_dagster_home()]
+            data = settings.store(settings.data_url)
+            if isinstance(data.fs, LocalFileSystem):
+                folders.append(Path(data.root.path))
+            with runlock.hold(folders):
+                return command(args)
+        except (preflight.PreflightError, *preflight.CONFIG_ERRORS) as exc:
+            if args.verbose:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+@_locked
 def cmd_run(args: argparse.Namespace) -> int:
-    """Materialize the days that are new or changed since the last run (all days on the first run or --full)."""
+    """Materialize the days that are new or changed since the last run (all days on the first run or --full).
+
+    Every date folder inside the date window is listed and fingerprinted on every run (not only the sensor's
+    lookback), so a file added, changed or deleted in any day, and a deleted or emptied day, is seen; days
+    that are gone are removed from the data store. The outputs then equal a clean run of the current inputs.
+    """
     from gate_pipeline.definitions import ALL_ASSETS_JOB
     from gate_pipeline.summary import print_summary
 
@@ -51,40 +93,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = settings.store(settings.data_url)
     root = settings.store(settings.artifacts_url).root
     pipeline = settings.pipeline_config()
-    cursor = (
+    today = datetime.now(UTC).date()
+    first, last = date_window(pipeline.partitions.start_date, pipeline.partitions.max_future_days, today)
+    top = list_top_level(root)
+    inside, refused = top.accounted(first, last)
+    previous = (
         None
         if args.full or not data.exists(RUN_CURSOR)
         else load_cursor(data.read_bytes(RUN_CURSOR).decode())
     )
-    # Same discovery as the sensor: only recent days and newer date folders are listed, so a re-run
-    # costs in proportion to what is new. settle_seconds=0: an explicit run takes the files as they are.
-    scan = scan_for_changes(
-        root,
-        cursor,
-        today=datetime.now(UTC).date(),
-        lookback_days=pipeline.sensor.lookback_days,
-        settle_seconds=0,
-    )
+    # Valid whatever the window: a folder entering it is a new day, one leaving it is a gone day below.
+    cursor = previous or None
+    scan = scan_for_changes(root, cursor, today=today, lookback_days=0, settle_seconds=0, days=inside)
     days = sorted(change.date for change in scan.changed)
-    if not days and cursor is None:
-        print(f"error: no date folders (YYYY-MM-DD) under {settings.artifacts_url}", file=sys.stderr)
+    for entry, reason, detail in refused[:MAX_LISTED]:
+        print(f"gate-pipeline: ignored {entry}: {reason} ({detail})", file=sys.stderr)
+    if len(refused) > MAX_LISTED:
+        print(
+            f"gate-pipeline: … and {len(refused) - MAX_LISTED} more ignored top-level entries",
+            file=sys.stderr,
+        )
+    present = {d for d, listing in scan.listings.items() if listing.file_count}
+    gone = [d for d in stored_days(data) if d not in present]
+    if not present:
+        print(
+            f"error: no date folders (YYYY-MM-DD) under {settings.artifacts_url} hold any file",
+            file=sys.stderr,
+        )
+        if refused:
+            print(f"  {len(refused)} top-level entr(ies) ignored, see above", file=sys.stderr)
         return 2
-    if not days:
+    for day in gone:
+        forget_day(data, day)
+    entries = [[name, reason] for name, reason, _ in refused]  # not the detail: it names today's window
+    if not days and not gone and cursor is not None and cursor.get("entries") == entries:
         print(
             f"gate-pipeline: nothing new under {settings.artifacts_url} since the last run (--full rebuilds)"
         )
     else:
-        if days[0] < pipeline.partitions.start_date:
-            # The partitions must reach back to the first date folder.
-            settings = settings.model_copy(update={"start_date": days[0]})
-        what = f"all {len(days)}" if cursor is None else f"{len(days)} new or changed"
-        print(
-            f"gate-pipeline: materializing {what} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
-        )
+        if days:
+            what = f"all {len(days)}" if cursor is None else f"{len(days)} new or changed"
+            print(
+                f"gate-pipeline: materializing {what} day(s) {days[0]}..{days[-1]} from {settings.artifacts_url}"
+            )
+        if gone:
+            print(f"gate-pipeline: {len(gone)} day(s) no longer present, removed: {', '.join(gone)}")
         result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
         if not result.success:
             return 1
-        data.write_bytes(dump_cursor(scan.cursor).encode(), RUN_CURSOR)
+        print(f"artifact files read: {files_read(result)}")
+        data.write_bytes(dump_cursor({**scan.cursor, "entries": entries}).encode(), RUN_CURSOR)
     decision = print_summary(settings)
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
@@ -99,11 +157,19 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     home = _ensure_dagster_home()
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name)
-    tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+    tags = (
+        {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+        if days
+        else {}
+    )
+    # No day to (re)build (days were only removed): the unpartitioned assets alone, from the stored days.
+    skip = set() if days else {dg.AssetKey(name) for name in DAILY_ASSETS}
     with dg.DagsterInstance.get() as instance:
         # A config file that has not changed since its last observation is not observed again.
         unchanged = unchanged_config_sources(instance, GateStorage.from_settings(settings))
-        selection = [key for key in job.asset_layer.selected_asset_keys if key not in unchanged]
+        selection = [
+            key for key in job.asset_layer.selected_asset_keys if key not in unchanged and key not in skip
+        ]
         # The full event log is in the instance (and the UI); the terminal gets warnings unless --verbose.
         level = "INFO" if verbose else "WARNING"
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
@@ -118,10 +184,36 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
-                print(f"  {event.step_key}: {event.message}", file=sys.stderr)
+                print(f"  {event.step_key}: {event.message}{_root_cause(event)}", file=sys.stderr)
     return result
 
 
+def files_read(result) -> int:
+    """Artifact files the run's daily step read (from its materialization metadata)."""
+    from gate_pipeline.defs.ingest import CLASSIFIED_RUNS, FILES_READ, RAW_RUNS  # noqa: F401
+
+    counts = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if (
+            materialization.asset_key in (RAW_RUNS, CLASSIFIED_RUNS)
+            and FILES_READ in materialization.metadata
+        ):
+            counts[materialization.asset_key] = materialization.metadata[FILES_READ].value
+    return max(counts.values(), default=0)  # the same step's count, on each asset it materialized
+
+
+def _root_cause(event) -> str:
+    """The innermost error message of a failed step (e.g. which stored file is corrupt and what recovers)."""
+    if not event.is_step_failure:
+        return ""
+    error = event.step_failure_data.error
+    while error is not None and (error.cause or error.context) is not None:
+        error = error.cause or error.context
+    return f"\n    cause: {error.message.strip()}" if error is not None else ""
+
+
+@_locked
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Re-classify all stored history after a whitelist (or analysis/decision config) change, in one run."""
     import orjson
@@ -148,11 +240,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
     )
-    reads_before = files_read()
     result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
     if not result.success:
         return 1
-    print(f"artifact files read during the backfill: {files_read() - reads_before}")
+    print(f"artifact files read during the backfill: {files_read(result)}")
     decision = print_summary(settings)
     if before is not None:
         old = before["decision"]

@@ -43,6 +43,12 @@ class IngestSettings(BaseModel):
         description="Worker processes that read and parse artifacts when a run covers many days (0 = one per "
         "CPU).",
     )
+    timestamp_window_days: int = Field(
+        2,
+        ge=0,
+        description="A run timestamp more than this many days before or after its date folder's day is flagged "
+        "unknown_field_invalid:timestamp and replaced by the date folder's midnight (UTC).",
+    )
     parallel_min_days: int = Field(
         16,
         ge=2,
@@ -61,6 +67,12 @@ class PartitionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start_date: str = Field(
         "2026-03-01", pattern=r"^\d{4}-\d{2}-\d{2}$", description="First daily partition."
+    )
+    max_future_days: int = Field(
+        1,
+        ge=0,
+        description="Date folders more than this many days after today (UTC) are reported "
+        "(date_outside_window), not built; so are date folders before start_date.",
     )
 
 

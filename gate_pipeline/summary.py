@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from gate_pipeline.lib.analysis import ROOT_ENTRY_REASONS
 from gate_pipeline.settings import Settings
 
 
@@ -14,6 +15,12 @@ def print_summary(settings: Settings) -> dict:
     counts = metrics["statistics"]["counts"]
     files, runs = counts["files"], counts["runs"]
     print(f"\nCounts over {counts['days']} day(s) (discovered = accepted + quarantined):")
+    entries = counts["entries"]
+    not_built = " + ".join(f"{entries[k]} {k}" for k in ROOT_ENTRY_REASONS)
+    print(
+        f"  top-level entries: {entries['discovered']} discovered = {entries['date_folders_built']} date "
+        f"folders built + {not_built}"
+    )
     print(
         f"  files: {files['discovered']} discovered = {files['accepted']} accepted"
         f" + {files['quarantined']} quarantined + {files['ignored_not_an_artifact']} ignored (not an artifact name)"
@@ -22,6 +29,7 @@ def print_summary(settings: Settings) -> dict:
         f"  runs:  {runs['discovered']} discovered = {runs['accepted']} accepted"
         f" + {runs['quarantined_no_usable_gate_result']} quarantined (no usable gate_result.json)"
         f" + {runs['quarantined_duplicate_run_id']} duplicate run_id"
+        f" + {runs['quarantined_normalize_failed']} failed normalization"
     )
     print(f"  rollout_series rows: {runs['accepted']}")
     # The same numbers the report shows (statistics section unknown_rate_by_group), not recomputed here.

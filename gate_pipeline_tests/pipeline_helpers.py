@@ -1,5 +1,8 @@
 """Run the whole asset graph in-process on a tmp folder, the way the CLI does."""
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +24,22 @@ OUTPUTS = [
     "tables/strata.csv",
     "tables/unknown_rate_by_group.csv",
 ]
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `path` (e.g. "size=600k", "ro,size=64k") for the test; skips where mounting is
+    not allowed (it needs root and a sandbox that permits it)."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 def run_cli(*argv: str) -> int:

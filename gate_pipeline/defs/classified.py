@@ -15,6 +15,7 @@ from gate_pipeline.lib.whitelist import Whitelist
 GROUP = "classified"
 CLASSIFIED_RUNS = dg.AssetKey(daily.CLASSIFIED_RUNS)
 CLASSIFIED_CHECK = dg.AssetCheckKey(CLASSIFIED_RUNS, "classified_runs_schema")
+FILES_READ = "artifact_files_read"  # artifact files the step read (a whitelist backfill reads none)
 
 
 def classified_runs_spec(run_table: dg.AssetKey, whitelist: dg.AssetKey) -> dg.AssetSpec:
@@ -45,6 +46,7 @@ def classified_results(
     whitelist: Whitelist,
     results: list[daily.DayResult],
     failures: list[dict],
+    files_read: int,
 ):
     classified = [r for r in results if r.classified_rows is not None]
     if not failures:
@@ -55,6 +57,7 @@ def classified_results(
                 "days": len(classified),
                 "days_without_run_table": sum(1 for r in results if r.missing_input is not None),
                 "whitelist_sha256": whitelist.sha256,
+                FILES_READ: files_read,
                 "whitelist_entries": len(whitelist.entries),
                 "runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
                 "runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),

@@ -17,6 +17,7 @@ from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, counts
 from gate_pipeline.dagster_helpers.partitions import daily_partitions
 from gate_pipeline.defs.classified import (
     CLASSIFIED_RUNS,
+    FILES_READ,
     classified_check_spec,
     classified_results,
     classified_runs_spec,
@@ -39,7 +40,10 @@ INGEST_CHAIN = [RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS]
 
 
 def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: PipelineConfig) -> list:
-    limits = IngestLimits(max_file_bytes=pipeline.ingest.max_file_bytes)
+    limits = IngestLimits(
+        max_file_bytes=pipeline.ingest.max_file_bytes,
+        timestamp_window_days=pipeline.ingest.timestamp_window_days,
+    )
     workers = daily.resolve_workers(pipeline.ingest.workers)
     parallel_min_days = pipeline.ingest.parallel_min_days
     days_per_run = pipeline.ingest.max_days_per_run
@@ -93,10 +97,12 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
         # cheaper than starting them.
         n_workers = workers if job.ingest and len(days) >= parallel_min_days else 1
         results: list[daily.DayResult] = []
+        files_read = 0
         table_failures: list[dict] = []
         classified_failures: list[dict] = []
         for chunk in daily.process_days(job, days, n_workers):
             results.extend(chunk.days)
+            files_read += chunk.files_read
             table_failures.extend(chunk.table_failures)
             classified_failures.extend(chunk.classified_failures)
             for day in chunk.days:
@@ -107,16 +113,18 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
         processes = min(n_workers, len(days))
         context.log.info(f"{len(days)} day(s) in {processes} process(es)")
         if job.ingest:
-            yield from _ingest_results(selected, storage, results, processes)
+            yield from _ingest_results(selected, storage, results, processes, files_read)
         if job.table:
             yield from table_results(context, results, table_failures)
         if whitelist is not None and not table_failures:
-            yield from classified_results(context, whitelist, results, classified_failures)
+            yield from classified_results(context, whitelist, results, classified_failures, files_read)
 
     return [daily_tables]
 
 
-def _ingest_results(selected, storage: GateStorage, results: list[daily.DayResult], processes: int):
+def _ingest_results(
+    selected, storage: GateStorage, results: list[daily.DayResult], processes: int, files_read: int
+):
     per_day = {r.day: r.ingest_counts for r in results}
     totals = {k: sum(c[k] for c in per_day.values()) for k in FILE_COUNTS + RUN_COUNTS}
     # Same digest as sha256 of all days' sorted manifest lines joined by "\n" (paths start with the day).
@@ -130,6 +138,7 @@ def _ingest_results(selected, storage: GateStorage, results: list[daily.DayResul
                 **totals,
                 "days": len(per_day),
                 "processes": processes,
+                FILES_READ: files_read,
                 "artifact_manifest_sha256": manifest.hexdigest(),
                 "artifacts_root": storage.artifacts_url,
                 "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, FILE_COUNTS + RUN_COUNTS)),

@@ -44,6 +44,10 @@ class GateStorage(dg.ConfigurableResource):
     def config(self) -> Store:
         return Store.at(self.config_url, self.storage_options)
 
+    def settings(self) -> Settings:
+        """The same roots as Settings (the pipeline config, read from the config root, needs it)."""
+        return Settings(**{name: getattr(self, name) for name in type(self).model_fields})
+
     def config_file(self, name: str) -> bytes | None:
         """Raw bytes of a config file, None when it does not exist."""
         config = self.config()

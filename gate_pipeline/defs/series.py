@@ -1,5 +1,7 @@
 """Group `series`: rollout_series, every run of every day, deduplicated and sorted, as CSV + parquet."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import orjson
 
@@ -8,6 +10,8 @@ from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.lib import daily, series_cache
 from gate_pipeline.lib.analysis import counts_section
+from gate_pipeline.lib.discovery import date_window, list_top_level
+from gate_pipeline.lib.ingest import quarantine_frame
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
 from gate_pipeline.settings import Settings
@@ -18,6 +22,22 @@ HISTORY_FILE = "rollout_runs.parquet"  # the classified, deduplicated history th
 VERSIONS_FOLDER = daily.CLASSIFIED_VERSIONS  # <day>.sha256: digest of each stored classified_runs file
 # Per-day formatted + validated fragments (lib/series_cache.py, update_series).
 CACHE_FOLDER = "rollout_series_cache"
+
+
+def root_entries(storage: GateStorage, built: set[str]) -> list[tuple]:
+    """Quarantine rows for the top-level entries that are not built: not a date folder, a symlink, a date
+    folder outside the window (partitions.start_date .. today + partitions.max_future_days), or a date folder
+    in it with no stored day (empty, or not materialized)."""
+    partitions = storage.settings().pipeline_config().partitions
+    first, last = date_window(partitions.start_date, partitions.max_future_days, datetime.now(UTC).date())
+    inside, refused = list_top_level(storage.artifacts().root).accounted(first, last)
+    unbuilt = [
+        (d, "date_folder_not_built", "no files, or not materialized") for d in inside if d not in built
+    ]
+    return [
+        ("", name, name, "entry", None, 0, reason, detail)
+        for name, reason, detail in sorted(refused + unbuilt)
+    ]
 
 
 def classified_versions(storage: GateStorage) -> dict[str, str]:
@@ -58,11 +78,18 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     csv_url = outputs.write_bytes(built.csv, "rollout_series.csv")
     outputs.write_bytes(built.series_parquet, "rollout_series.parquet")
     data.write_bytes(built.history_parquet, HISTORY_FILE)
+    ingest_counts = data.read_folder("ingest_counts", suffix=".json")
+    entries = root_entries(storage, {name.removesuffix(".json") for name in ingest_counts})
+    # Quarantine rows of what no day's quarantined_files holds: refused top-level entries and the losing
+    # copies of run_ids found on several days (path, reason, detail), in the data store.
+    data.write_parquet(quarantine_frame(entries), "quarantined_entries.parquet")
+    data.write_parquet(quarantine_frame(built.duplicate_losers), "cross_day_duplicates.parquet")
     counts = counts_section(
-        [orjson.loads(b) for b in data.read_folder("ingest_counts", suffix=".json").values()],
+        [orjson.loads(b) for b in ingest_counts.values()],
         [orjson.loads(b) for b in data.read_folder("table_counts", suffix=".json").values()],
         built.cross_day_duplicates,
         built.rows,
+        entries,
     )
     data.write_bytes(orjson.dumps(counts, option=orjson.OPT_SORT_KEYS), "statistics", "counts.json")
     return dg.MaterializeResult(
@@ -75,7 +102,8 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
             "duplicates_across_days": built.cross_day_duplicates,
             "runs_discovered": counts["runs"]["discovered"],
             "runs_quarantined": counts["runs"]["quarantined_no_usable_gate_result"]
-            + counts["runs"]["quarantined_duplicate_run_id"],
+            + counts["runs"]["quarantined_duplicate_run_id"]
+            + counts["runs"]["quarantined_normalize_failed"],
             "counts_balanced": counts["balanced"],
             "policy_hashes": dg.MetadataValue.json(built.policy_hashes),
             "csv": dg.MetadataValue.path(csv_url),

@@ -13,7 +13,7 @@ from gate_pipeline.lib.tables import RunTable
 GROUP = "validated"
 RUN_TABLE = dg.AssetKey(daily.RUN_TABLE)
 RUN_TABLE_CHECK = dg.AssetCheckKey(RUN_TABLE, "run_table_schema")
-TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined"]
+TABLE_COUNTS = ["runs_in", "runs_accepted", "duplicates_quarantined", "runs_failed"]
 
 
 def run_table_spec(raw_runs: dg.AssetKey) -> dg.AssetSpec:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gate_pipeline.lib import stats
+from gate_pipeline.lib.escape import csv_frame
 from gate_pipeline.lib.stats import AnalysisConfig, Runs
 
 
@@ -91,7 +92,7 @@ def table_csv_bytes(df: pd.DataFrame) -> bytes:
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    csv_frame(df).to_csv(buf, index=False, lineterminator="\n")  # formula / control chars neutralized
     return buf.getvalue().encode()
 
 
@@ -194,10 +195,18 @@ COUNT_KEYS = [
 ]
 
 
+ROOT_ENTRY_REASONS = ("not_a_date_folder", "symlink_refused", "date_outside_window", "date_folder_not_built")
+
+
 def counts_section(
-    ingest_counts: list[dict], table_counts: list[dict], cross_day_duplicates: int, accepted: int
+    ingest_counts: list[dict],
+    table_counts: list[dict],
+    cross_day_duplicates: int,
+    accepted: int,
+    root_entries: list[tuple] = (),
 ) -> dict:
-    """discovered = accepted + quarantined, at file and run level, over all stored days."""
+    """discovered = accepted + quarantined, at file and run level, over all stored days; and every top-level
+    entry of the artifact root: date folders built + entries not built (by reason)."""
     totals = {k: sum(int(c.get(k, 0)) for c in ingest_counts) for k in COUNT_KEYS}
     in_day_duplicates = sum(int(c.get("duplicates_quarantined", 0)) for c in table_counts)
     runs = {
@@ -205,6 +214,7 @@ def counts_section(
         "accepted": accepted,
         "quarantined_no_usable_gate_result": totals["runs_quarantined"],
         "quarantined_duplicate_run_id": in_day_duplicates + cross_day_duplicates,
+        "quarantined_normalize_failed": sum(int(c.get("runs_failed", 0)) for c in table_counts),
     }
     files = {
         "discovered": totals["files_discovered"],
@@ -214,10 +224,25 @@ def counts_section(
     }
     balanced = (
         runs["discovered"]
-        == accepted + runs["quarantined_no_usable_gate_result"] + runs["quarantined_duplicate_run_id"]
+        == accepted
+        + runs["quarantined_no_usable_gate_result"]
+        + runs["quarantined_duplicate_run_id"]
+        + runs["quarantined_normalize_failed"]
     )
     balanced = (
         balanced
         and files["discovered"] == files["accepted"] + files["quarantined"] + files["ignored_not_an_artifact"]
     )
-    return {"days": len(ingest_counts), "files": files, "runs": runs, "balanced": balanced}
+    by_reason = {reason: sum(1 for e in root_entries if e[6] == reason) for reason in ROOT_ENTRY_REASONS}
+    entries = {
+        "discovered": len(ingest_counts) + len(root_entries),
+        "date_folders_built": len(ingest_counts),
+        **by_reason,
+    }
+    return {
+        "days": len(ingest_counts),
+        "entries": entries,
+        "files": files,
+        "runs": runs,
+        "balanced": balanced,
+    }

@@ -8,8 +8,12 @@ processes when a run covers enough days (a cold build); a new day or a whitelist
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ import pandas as pd
 from gate_pipeline.lib import ingest
 from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS, classify_runs
 from gate_pipeline.lib.normalize import normalize_day
-from gate_pipeline.lib.storage import Store, parquet_bytes, sha256_bytes
+from gate_pipeline.lib.storage import CountingStore, Store, parquet_bytes, sha256_bytes
 from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns, RunTable
 from gate_pipeline.lib.whitelist import Whitelist
 
@@ -35,10 +39,46 @@ CLASSIFIED_RUNS = "classified_runs"
 INGEST_COUNTS = "ingest_counts"
 TABLE_COUNTS = "table_counts"
 CLASSIFIED_VERSIONS = "classified_runs_versions"  # <day>.sha256 of each classified_runs file
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DAILY_ASSETS = (RAW_RUNS, QUARANTINED_FILES, RUN_TABLE, CLASSIFIED_RUNS)
 
 
 def day_file(day: str) -> str:
     return f"{day}.parquet"
+
+
+# Every per-day file of the data store, by folder and suffix.
+DAY_FILES = (
+    (RAW_RUNS, ".parquet"),
+    (QUARANTINED_FILES, ".parquet"),
+    (RUN_TABLE, ".parquet"),
+    (RUN_TABLE_DUPLICATES, ".parquet"),
+    (CLASSIFIED_RUNS, ".parquet"),
+    (INGEST_COUNTS, ".json"),
+    (TABLE_COUNTS, ".json"),
+    (CLASSIFIED_VERSIONS, ".sha256"),
+)
+
+
+def stored_days(data: Store) -> list[str]:
+    """Days with any stored per-day file."""
+    return sorted(
+        {
+            n.removesuffix(suffix)
+            for folder, suffix in DAY_FILES
+            for n in data.list_names(folder)
+            if n.endswith(suffix)
+        }
+    )
+
+
+def forget_day(data: Store, day: str) -> None:
+    """Remove every stored file of a day whose date folder is gone (or emptied, or now outside the window), so
+    the outputs equal a clean run of what is there now."""
+    for folder, suffix in DAY_FILES:
+        path = data.path(folder, f"{day}{suffix}")
+        if path.exists():
+            data.fs.rm(path.path)
 
 
 @dataclass(frozen=True)
@@ -82,8 +122,7 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
     A day's classified_runs is written only when the chunk's tables validated, so a blocking run_table
     failure never lets a classification through.
     """
-    reads_before = ingest.files_read()
-    artifacts = Store.at(job.artifacts_url, job.storage_options)
+    artifacts = CountingStore(Store.at(job.artifacts_url, job.storage_options))
     data = Store.at(job.data_url, job.storage_options)
     results = [DayResult(day) for day in days]
     tables: dict[str, pd.DataFrame] = {}
@@ -106,21 +145,23 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
                     result.missing_input = RAW_RUNS
                     continue
                 raw = data.read_parquet(RAW_RUNS, day_file(day))
-            table, duplicates = normalize_day(raw)
+            table, rejected = normalize_day(raw, job.limits.timestamp_window_days)
             if job.whitelist is None:
                 table_validator.add(day, table)
             data.write_parquet(table, RUN_TABLE, day_file(day))
-            data.write_parquet(duplicates, RUN_TABLE_DUPLICATES, day_file(day))
+            data.write_parquet(rejected, RUN_TABLE_DUPLICATES, day_file(day))
+            failed = int((rejected["reason"] == "normalize_failed").sum())
             result.table_counts = {
                 "runs_in": len(raw),
                 "runs_accepted": len(table),
-                "duplicates_quarantined": len(duplicates),
+                "duplicates_quarantined": len(rejected) - failed,
+                "runs_failed": failed,
             }
             data.write_bytes(_json(result.table_counts), TABLE_COUNTS, f"{day}.json")
             result.field_issue_runs = int((table["field_issues"] != "[]").sum())
             tables[day] = table
     if job.whitelist is None:
-        return ChunkResult(results, table_validator.flush(), [], ingest.files_read() - reads_before)
+        return ChunkResult(results, table_validator.flush(), [], artifacts.reads)
     if job.table:
         # ClassifiedRuns is RunTable plus the class columns: one pandera call checks both tables; a failure
         # in a run_table column is the run_table check's, and then nothing is classified.
@@ -133,7 +174,7 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
         table_failures, classified_failures = [], _validate(classified)
     if not classified_failures:
         _write_classified(data, results, classified)
-    return ChunkResult(results, table_failures, classified_failures, ingest.files_read() - reads_before)
+    return ChunkResult(results, table_failures, classified_failures, artifacts.reads)
 
 
 def _validate(classified: dict[str, pd.DataFrame]) -> list[dict]:
@@ -200,9 +241,19 @@ def chunk_days(days: list[str], workers: int) -> list[list[str]]:
     return [c for c in chunks if c]
 
 
+def die_with_parent() -> None:
+    """Worker initializer: the kernel kills this worker when its parent (the forkserver, which itself exits
+    when the run's process is gone) dies, so a kill -9 of the CLI leaves no worker running (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[ChunkResult]:
-    """Chunk results in day order. Worker processes (forkserver: no inherited threads or locks) when
-    `workers` > 1; their artifact reads are added to this process's counter."""
+    """Chunk results in day order (each with the artifact files it read). Worker processes (forkserver: no
+    inherited threads or locks) when `workers` > 1."""
     chunks = chunk_days(days, workers)
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
@@ -210,7 +261,8 @@ def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[Chunk
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
-        for result in pool.map(process_chunk, repeat(job), chunks):
-            ingest.count_files_read(result.files_read)
-            yield result
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)), mp_context=context, initializer=die_with_parent
+    )
+    with pool:
+        yield from pool.map(process_chunk, repeat(job), chunks)

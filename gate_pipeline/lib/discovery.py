@@ -92,8 +92,21 @@ class TopLevelListing:
     """Date folders under the root, and the entries that are not date folders."""
 
     dates: tuple[str, ...]
-    ignored: tuple[str, ...]  # names at the top level that are not YYYY-MM-DD folders
+    ignored: tuple[str, ...]  # names at the top level that are not YYYY-MM-DD folders (or are refused)
     root_missing: bool = False
+    # (name, reason, detail) of every ignored name: not_a_date_folder or symlink_refused (never followed)
+    refused: tuple[tuple[str, str, str], ...] = ()
+
+    def accounted(self, first_day: str, last_day: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """Date folders inside [first_day, last_day], and every other entry with its reason: the refused
+        ones plus `date_outside_window` for date folders outside it (reported, never built)."""
+        inside = [d for d in self.dates if first_day <= d <= last_day]
+        outside = [
+            (d, "date_outside_window", f"outside the accepted date window {first_day}..{last_day}")
+            for d in self.dates
+            if not first_day <= d <= last_day
+        ]
+        return inside, sorted([*self.refused, *outside])
 
 
 @dataclass(frozen=True)
@@ -225,17 +238,30 @@ def list_top_level(root: UPath | str) -> TopLevelListing:
         entries = fs.ls(base, detail=True)
     except FileNotFoundError:
         return TopLevelListing(dates=(), ignored=(), root_missing=True)
-    dates, ignored = [], []
+    dates, refused = [], {}
     for info in entries:
         full = str(info["name"]).rstrip("/")
         if full == base:
             continue  # some stores list the prefix itself
         name = full.rsplit("/", 1)[-1]
-        if info.get("type") == "directory" and is_date_name(name):
+        if info.get("islink"):
+            # A symlinked date folder could point outside the root (or loop): never followed.
+            refused[name] = ("symlink_refused", "symlinks are not followed")
+        elif info.get("type") == "directory" and is_date_name(name):
             dates.append(name)
         else:
-            ignored.append(name)
-    return TopLevelListing(dates=tuple(sorted(set(dates))), ignored=tuple(sorted(set(ignored))))
+            kind = "folder" if info.get("type") == "directory" else "file"
+            refused[name] = ("not_a_date_folder", f"{kind} at the top level is not a YYYY-MM-DD date folder")
+    return TopLevelListing(
+        dates=tuple(sorted(set(dates))),
+        ignored=tuple(sorted(refused)),
+        refused=tuple((name, *refused[name]) for name in sorted(refused)),
+    )
+
+
+def date_window(start_date: str, max_future_days: int, today: date) -> tuple[str, str]:
+    """The date folders a run builds: from the configured first partition to `max_future_days` after today."""
+    return start_date, (today + timedelta(days=max_future_days)).isoformat()
 
 
 def list_date_partitions(root: UPath | str) -> list[str]:
@@ -347,6 +373,7 @@ def scan_for_changes(
     lookback_days: int,
     settle_seconds: float = 10.0,
     now: float | datetime | None = None,
+    days: list[str] | None = None,
 ) -> ScanResult:
     """One sensor tick: find the date partitions that are new or changed since ``cursor``.
 
@@ -355,6 +382,9 @@ def scan_for_changes(
     (epoch seconds or datetime; default: the clock) decides which files are settled. Returns the
     changed partitions (sorted by date, with run keys), skip reasons, counts and the new cursor.
     See the module docstring for what is seen and what is not.
+
+    `days` (the CLI): list and fingerprint exactly these date folders, all of them, whatever the window,
+    and remember every fingerprint, so a change, addition or deletion in any day is seen on the next call.
     """
     if lookback_days < 0:
         raise ValueError(f"lookback_days must be >= 0, got {lookback_days}")
@@ -374,6 +404,8 @@ def scan_for_changes(
     prev_pending: set[str] = set(prev["pending"]) if prev else set()
 
     top = list_top_level(root)
+    if days is not None:
+        top = TopLevelListing(tuple(d for d in top.dates if d in set(days)), top.ignored, top.root_missing)
     if top.root_missing:
         skipped.append(Skip(target=str(root), reason="root_missing", detail="artifact root does not exist"))
     for name in top.ignored:
@@ -381,6 +413,9 @@ def scan_for_changes(
             Skip(target=name, reason="not_a_date_folder", detail="ignored: not a YYYY-MM-DD folder")
         )
     existing = set(top.dates)
+
+    if days is not None:
+        window_start = min(top.dates, default=window_start)  # every given day is listed and remembered
 
     def must_list(day: str) -> bool:
         return day >= window_start or day in prev_pending or (prev_max is not None and day > prev_max)

@@ -5,6 +5,8 @@ Pure logic (no Dagster). One day = one date folder `<root>/<YYYY-MM-DD>/` = one 
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,18 +22,6 @@ ARTIFACT_KINDS = {
     "metrics.json": "metrics",
 }
 UTF8_BOM = b"\xef\xbb\xbf"
-# Artifact files read by this process; tests prove a whitelist backfill reads none.
-_files_read = 0
-
-
-def files_read() -> int:
-    return _files_read
-
-
-def count_files_read(n: int) -> None:
-    """Add reads done on this process's behalf by a worker process."""
-    global _files_read
-    _files_read += n
 
 
 RAW_RUN_COLUMNS = [
@@ -52,9 +42,11 @@ QUARANTINE_COLUMNS = list(QuarantinedFiles.to_schema().columns)
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """Files larger than this are quarantined unread (a CI artifact of this kind is a few KiB)."""
+    """Files larger than this are quarantined unread (a CI artifact of this kind is a few KiB); a run
+    timestamp more than `timestamp_window_days` days away from its date folder is flagged (normalize)."""
 
     max_file_bytes: int = 1_048_576
+    timestamp_window_days: int = 2
 
 
 @dataclass
@@ -63,6 +55,17 @@ class ParsedFile:
     sha256: str | None
     reason: str | None = None
     detail: str = ""
+    text: str | None = None  # the payload as canonical JSON (what raw_runs stores)
+
+
+# Values plain JSON cannot carry exactly become marker objects, so the run is kept and the field that holds
+# one is flagged `unknown_field_invalid:<field>` by normalization (an object is never a valid scalar field):
+# NaN / Infinity / -Infinity (what Python's json.dump writes for non-finite floats) and numbers that overflow
+# a float (1e400) become {"$nonfinite": "<text>"}; integers outside the 64-bit range become
+# {"$bigint": "<digits>"} (kept exactly, never rounded to a float).
+NONFINITE_MARKER = "$nonfinite"
+BIGINT_MARKER = "$bigint"
+_INT64 = (-(2**63), 2**64 - 1)  # what orjson reads and writes as an integer
 
 
 @dataclass
@@ -91,27 +94,81 @@ def parse_artifact(data: bytes) -> ParsedFile:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
-            body.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError as uexc:
             return ParsedFile(None, digest, "not_utf8", f"invalid UTF-8 at byte {uexc.start}")
-        return ParsedFile(None, digest, "not_json", str(exc))
+        payload = _lenient_loads(text)
+        if payload is None:
+            reason = "too_deep" if "depth limit" in str(exc) else "not_json"
+            return ParsedFile(None, digest, reason, str(exc))
+        if not text.lstrip().startswith("{"):  # a bare NaN / 1e400 is a marker object, not an object
+            return ParsedFile(None, digest, "not_object", "top-level JSON value is not an object")
     if not isinstance(payload, dict):
         return ParsedFile(None, digest, "not_object", f"top-level JSON value is {type(payload).__name__}")
-    return ParsedFile(payload, digest)
+    try:
+        text = canonical_json(payload)
+    except TypeError as exc:  # orjson.JSONEncodeError: nesting beyond 255 levels, lone surrogates
+        reason = "too_deep" if "recursion" in str(exc).lower() else "not_json"
+        return ParsedFile(None, digest, reason, f"cannot be stored as canonical JSON: {exc}")
+    return ParsedFile(payload, digest, text=text)
+
+
+def _nonfinite(text: str) -> dict[str, str]:
+    return {NONFINITE_MARKER: text}
+
+
+def _float_or_marker(text: str) -> float | dict[str, str]:
+    value = float(text)
+    return value if math.isfinite(value) else _nonfinite(text)
+
+
+def _int_or_marker(text: str) -> int | dict[str, str]:
+    value = int(text)
+    return value if _INT64[0] <= value <= _INT64[1] else {BIGINT_MARKER: text}
+
+
+def _lenient_loads(text: str) -> Any:
+    """What orjson refuses but Python's json reads (NaN, Infinity, 1e400, huge integers), with markers for
+    the values JSON cannot carry exactly; None if it is not JSON either."""
+    try:
+        return json.loads(
+            text, parse_constant=_nonfinite, parse_float=_float_or_marker, parse_int=_int_or_marker
+        )
+    except (ValueError, RecursionError):
+        return None
 
 
 def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> DayScan:
     """Discover, read and parse one day's artifacts.
 
     Counts (all visible as metadata): files discovered = accepted + quarantined + ignored (files
-    that are not one of the three artifact names); runs discovered = runs with a parseable
-    gate_result.json + runs quarantined (gate_result.json missing or bad).
+    that are not one of the three artifact names; refused entries — symlinks, FIFOs, unreadable
+    folders — count as discovered and quarantined); runs discovered = runs with a parseable
+    gate_result.json + runs quarantined (gate_result.json missing or bad, run folder refused).
     """
     limits = limits or IngestLimits()
-    files = store.list_files(date)  # one listing of the day, sizes included
+    listing = store.scan(date)  # one listing of the day, sizes included
+    files = listing.files
     runs: dict[str, dict[str, Any]] = {}
     quarantine: list[tuple] = []
     ignored = 0
+    quarantined_files = 0
+    refused_runs: dict[str, str] = {}  # run_path → reason of its refused folder
+    for rel, reason, detail in listing.refused:
+        parts = rel.split("/")
+        if len(parts) == 1:
+            # The date folder itself (a symlink or unreadable): the whole day is one refused entry.
+            quarantine.append((date, rel, rel, "entry", None, 0, reason, detail))
+        elif len(parts) == 2:
+            refused_runs[rel] = reason
+            runs.setdefault(rel, {"other_files": 0})
+            quarantine.append((date, rel, rel, "run", None, 0, reason, detail))
+        else:
+            run_path = f"{parts[0]}/{parts[1]}"
+            runs.setdefault(run_path, {"other_files": 0})
+            kind = ARTIFACT_KINDS.get(parts[2], "entry") if len(parts) == 3 else "entry"
+            quarantine.append((date, rel, run_path, kind, None, 0, reason, detail))
+        quarantined_files += 1
     to_read: list[tuple[str, str, str]] = []  # (relative path, run_path, kind)
     for rel in sorted(files):
         parts = rel.split("/")
@@ -123,6 +180,7 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
             if size > limits.max_file_bytes:
                 detail = f"{size} bytes > cap {limits.max_file_bytes}; not read"
                 quarantine.append((date, rel, run_path, kind, None, size, "too_large", detail))
+                quarantined_files += 1
             else:
                 to_read.append((rel, run_path, kind))
         else:
@@ -131,14 +189,17 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
                 run_path = f"{parts[0]}/{parts[1]}"
                 runs.setdefault(run_path, {"other_files": 0})["other_files"] += 1
 
-    contents = _read_many(store, [rel for rel, _, _ in to_read])
+    contents = store.read_files([rel for rel, _, _ in to_read])
     manifest: list[tuple[str, int, str | None]] = []
     accepted_files = 0
     for rel, run_path, kind in to_read:
-        data = contents[rel]
+        data = contents.get(rel)
+        if data is None:
+            data = FileNotFoundError(f"{rel} vanished between listing and read")
         if isinstance(data, Exception):
             quarantine.append((date, rel, run_path, kind, None, files[rel], "unreadable", repr(data)))
             manifest.append((rel, files[rel], None))
+            quarantined_files += 1
             continue
         parsed = parse_artifact(data)
         manifest.append((rel, files[rel], parsed.sha256))
@@ -146,14 +207,18 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
             quarantine.append(
                 (date, rel, run_path, kind, parsed.sha256, len(data), parsed.reason, parsed.detail)
             )
+            quarantined_files += 1
             continue
         accepted_files += 1
-        runs[run_path][kind] = (canonical_json(parsed.payload), parsed.sha256)
+        runs[run_path][kind] = (parsed.text, parsed.sha256)
 
     raw_rows = []
     quarantined_runs = 0
     for run_path in sorted(runs):
         entry = runs[run_path]
+        if run_path in refused_runs:
+            quarantined_runs += 1  # its row is the refused folder's row above
+            continue
         if "gate_result" not in entry:
             quarantined_runs += 1
             bad = any(q[2] == run_path and q[3] == "gate_result" for q in quarantine)
@@ -180,11 +245,10 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
     raw = pd.DataFrame(raw_rows, columns=RAW_RUN_COLUMNS)
     raw["other_files"] = raw["other_files"].astype("int64")
     qdf = quarantine_frame(quarantine)
-    artifact_files = sum(1 for rel in files if rel.split("/")[-1] in ARTIFACT_KINDS and rel.count("/") == 2)
     counts = {
-        "files_discovered": len(files),
+        "files_discovered": len(files) + len(listing.refused),
         "files_accepted": accepted_files,
-        "files_quarantined": artifact_files - accepted_files,
+        "files_quarantined": quarantined_files,
         "files_ignored": ignored,
         "runs_discovered": len(runs),
         "runs_with_gate_result": len(raw_rows),
@@ -198,9 +262,3 @@ def quarantine_frame(rows: list[tuple]) -> pd.DataFrame:
     qdf["size_bytes"] = qdf["size_bytes"].astype("int64")
     qdf["sha256"] = qdf["sha256"].astype(object)
     return qdf.sort_values(["path", "reason"], kind="stable").reset_index(drop=True)
-
-
-def _read_many(store: Store, rels: list[str]) -> dict[str, bytes | Exception]:
-    global _files_read
-    _files_read += len(rels)
-    return store.read_files(rels)

@@ -1,8 +1,9 @@
 """Normalization: raw run records (parsed JSON payloads) → typed run_table rows.
 
-A missing or invalid field never drops the run: the field becomes null and the run carries an
-unknown class naming the field (`unknown_field_missing:unknown_rate`, `unknown_field_invalid:outcome`;
-drift-report fields are prefixed `drift_report.`).
+A missing or invalid field never drops the run: the field becomes null (run_id: the folder name) and the
+run carries an unknown class naming the field (`unknown_field_missing:unknown_rate`,
+`unknown_field_invalid:outcome`; drift-report fields are prefixed `drift_report.`). A run_id or policy_hash
+holding a control or bidirectional formatting character (NUL, right-to-left override, ...) is invalid.
 
 Duplicate run_id rule (documented in README): within the rows given, the copy with the latest
 timestamp wins; ties go to the lexicographically greatest (run_path). The others are returned as
@@ -15,13 +16,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from gate_pipeline.lib.escape import has_unsafe
 from gate_pipeline.lib.ingest import QUARANTINE_COLUMNS, canonical_json, quarantine_frame
 from gate_pipeline.lib.tables import RunTable
 
@@ -60,18 +62,37 @@ def _parse_timestamp(value: Any) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+_INT64_MAX = 2**63 - 1
+_FLOAT_EXACT = 2**53  # above this a float count may already have been rounded by the JSON parser
+
+
 def _count(value: Any) -> int | None:
+    """A non-negative count that the Int64 columns hold exactly; anything else is invalid (flagged)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and 0 <= value <= _INT64_MAX:
         return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
+    if isinstance(value, float) and value.is_integer() and 0 <= value < _FLOAT_EXACT:
         return int(value)
     return None
 
 
+DEFAULT_TIMESTAMP_WINDOW_DAYS = 2
+
+
+def timestamp_bounds(date: str, window_days: int) -> tuple[datetime, datetime]:
+    """The plausible range of a run timestamp in date folder `date`: the day ± window_days."""
+    midnight = datetime.fromisoformat(date).replace(tzinfo=UTC)
+    return midnight - timedelta(days=window_days), midnight + timedelta(days=window_days + 1)
+
+
 def normalize_run(
-    gate: dict[str, Any], drift: dict[str, Any] | None, metrics: dict[str, Any] | None, folder: str, date: str
+    gate: dict[str, Any],
+    drift: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    folder: str,
+    date: str,
+    window_days: int = DEFAULT_TIMESTAMP_WINDOW_DAYS,
 ) -> dict[str, Any]:
     """One run's typed fields and its field issues (pure; no I/O)."""
     issues: list[str] = []
@@ -80,6 +101,9 @@ def normalize_run(
 
     raw_ts = gate.get("timestamp")
     ts = _parse_timestamp(raw_ts)
+    lo, hi = timestamp_bounds(date, window_days)
+    if ts is not None and not lo <= ts < hi:
+        ts = None  # outside the window around the date folder: flagged, the date folder's midnight is used
     if ts is None:
         if raw_ts is not None:
             _invalid(issues, "timestamp")
@@ -100,7 +124,7 @@ def normalize_run(
 def _gate_fields(gate: dict[str, Any], folder: str, row: dict[str, Any], issues: list[str]) -> None:
     """The gate_result fields except timestamp (run_id, policy_hash, outcome, unknown_rate, top_reasons)."""
     run_id = gate.get("run_id")
-    if isinstance(run_id, str) and run_id.strip():
+    if isinstance(run_id, str) and run_id.strip() and not has_unsafe(run_id):
         row["run_id"], row["run_id_source"] = run_id.strip(), "file"
     else:
         if run_id is not None:
@@ -108,7 +132,7 @@ def _gate_fields(gate: dict[str, Any], folder: str, row: dict[str, Any], issues:
         row["run_id"], row["run_id_source"] = folder, "folder"
 
     policy_hash = gate.get("policy_hash")
-    if isinstance(policy_hash, str) and policy_hash.strip():
+    if isinstance(policy_hash, str) and policy_hash.strip() and not has_unsafe(policy_hash):
         row["policy_hash"] = policy_hash.strip()
     else:
         (_missing if policy_hash is None else _invalid)(issues, "policy_hash")
@@ -194,20 +218,32 @@ def _normalize_drift(drift: dict[str, Any] | None, row: dict[str, Any], issues: 
     return out
 
 
-def normalize_day(raw_runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """raw_runs rows of one partition → (run_table, duplicate quarantine rows).
+def normalize_day(
+    raw_runs: pd.DataFrame, window_days: int = DEFAULT_TIMESTAMP_WINDOW_DAYS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """raw_runs rows of one partition → (run_table, quarantine rows: duplicates and runs that failed).
+
+    A run whose normalization raises (whatever the cause) becomes a `normalize_failed` quarantine row with
+    the error as detail; the other runs go on. A timestamp outside `window_days` days around the date folder
+    is flagged `unknown_field_invalid:timestamp` and replaced by the date folder's midnight (UTC).
 
     Same result as `normalize_run` per row + `run_table_frame` + `resolve_duplicates`, built column-wise:
     a row whose gate or drift fields are all plainly valid takes an inline fast path for that part; anything
     else (missing, invalid, needs trimming or case folding) goes through `_gate_fields` / `_normalize_drift`.
     The payload strings are ingest's canonical JSON (`canonical_json`), so `metrics` is passed through unparsed.
     """
-    n = len(raw_runs)
-    if n == 0:
+    if len(raw_runs) == 0:
         return resolve_duplicates(run_table_frame([]))
-    cols = _day_columns(raw_runs)
+    cols, failed = _day_columns(raw_runs, window_days)
+    n = len(cols["run_id"])
+    if n == 0:
+        return run_table_frame([]), quarantine_frame(failed)
     arrays = _column_arrays(cols, n)
     run_ids = cols["run_id"]
+    if failed:
+        table, duplicates = resolve_duplicates(pd.DataFrame(arrays, columns=RUN_TABLE_COLUMNS))
+        frames = [f for f in (duplicates, quarantine_frame(failed)) if not f.empty]
+        return table, quarantine_frame([tuple(r) for f in frames for r in f.itertuples(index=False)])
     if len(set(run_ids)) == n:
         # No duplicate run_id (the usual day): the rule keeps every row and the final order is by
         # (timestamp, run_id), a total order here, so sort the arrays once instead of sorting the frame twice.
@@ -233,8 +269,17 @@ _DRIFT_COLS = (
 _NO_DRIFT = (None, "unknown", None, None, None, None, None, _EMPTY_OBJ)
 
 
-def _day_columns(raw: pd.DataFrame) -> dict[str, list[Any]]:
-    """Per-column value lists of one day's rows, in raw order (the hot loop, hence the local aliases)."""
+# pandas' datetime64[ns] range: a timestamp outside it cannot be stored (only reachable through a date
+# folder near it, as file timestamps are held to a window around their date folder).
+_TS_MIN = datetime(1677, 9, 22, tzinfo=UTC)
+_TS_MAX = datetime(2262, 4, 11, tzinfo=UTC)
+
+
+def _day_columns(source: pd.DataFrame, window_days: int) -> tuple[dict[str, list[Any]], list[tuple]]:
+    """Per-column value lists of one day's rows, in raw order (the hot loop, hence the local aliases),
+    and quarantine rows for the runs whose normalization failed."""
+    raw = source
+    int64_max, unsafe = _INT64_MAX, has_unsafe
     loads, dumps, sort_keys = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
     outcomes, states, parse_ts, fromiso = OUTCOMES, POLICY_STATES, _parse_timestamp, datetime.fromisoformat
     gate_rows: list[tuple] = []
@@ -243,115 +288,154 @@ def _day_columns(raw: pd.DataFrame) -> dict[str, list[Any]]:
     ts_sources: list[str] = []
     field_issues: list[str] = []
     midnight: dict[str, datetime] = {}
-    for date, folder, gate_text, drift_text in zip(
-        raw["date"].tolist(),
-        raw["run_folder"].tolist(),
-        raw["gate_result"].tolist(),
-        raw["drift_report"].tolist(),
-        strict=True,
+    bounds: dict[str, tuple[datetime, datetime]] = {}
+    failed: list[tuple] = []
+    failed_pos: list[int] = []
+    lists = (gate_rows, drift_rows, timestamps, ts_sources, field_issues)
+    for pos, (date, folder, gate_text, drift_text) in enumerate(
+        zip(
+            raw["date"].tolist(),
+            raw["run_folder"].tolist(),
+            raw["gate_result"].tolist(),
+            raw["drift_report"].tolist(),
+            strict=True,
+        )
     ):
-        gate = loads(gate_text)
-        get = gate.get
-        run_id, policy_hash, outcome = get("run_id"), get("policy_hash"), get("outcome")
-        rate, reasons = get("unknown_rate"), get("top_reasons")
-        issues: list[str] | None = None  # created only when a field is off
-        # Exact type checks are enough: orjson never yields subclasses (and bool is not int by `type`).
-        if (
-            type(run_id) is str
-            and type(policy_hash) is str
-            and type(outcome) is str
-            and outcome in outcomes
-            and type(rate) is float
-            and 0.0 <= rate <= 1.0
-            and type(reasons) is list
-            and (run_id := run_id.strip())
-            and (policy_hash := policy_hash.strip())
-        ):
-            if reasons:
-                kept = [r.strip() for r in reasons if type(r) is str and r.strip()]
-                if len(kept) != len(reasons):
-                    issues = ["unknown_field_invalid:top_reasons"]
-                # A list of strings has no keys to sort: plain dumps equals canonical_json.
-                top = dumps(kept).decode()
-            else:
-                top = _EMPTY_LIST
-            gate_rows.append((run_id, "file", policy_hash, outcome, rate, top))
-        else:
-            issues = []
-            row: dict[str, Any] = {}
-            _gate_fields(gate, folder, row, issues)
-            gate_rows.append(tuple(row[c] for c in _GATE_COLS))
-            run_id, policy_hash = row["run_id"], row["policy_hash"]
-
-        raw_ts = get("timestamp")
-        if type(raw_ts) is str and len(raw_ts) == 20 and raw_ts[19] == "Z":
-            # The usual `YYYY-MM-DDTHH:MM:SSZ`: same text as _parse_timestamp builds, already UTC.
-            try:
-                ts = fromiso(raw_ts[:19] + "+00:00")
-            except ValueError:
-                ts = None
-        else:
-            ts = parse_ts(raw_ts)
-        if ts is None:
-            if raw_ts is not None:
-                if issues is None:
-                    issues = []
-                issues.append("unknown_field_invalid:timestamp")
-            ts = midnight.get(date)
-            if ts is None:
-                ts = midnight[date] = datetime.fromisoformat(date).replace(tzinfo=UTC)
-            ts_sources.append("date_folder")
-        else:
-            ts_sources.append("file")
-        timestamps.append(ts)
-
-        if drift_text is None:
-            drift_rows.append(_NO_DRIFT)
-        else:
-            drift = loads(drift_text)
-            dget = drift.get
-            state, version, causes = dget("policy_state"), dget("schema_version"), dget("unknown_causes")
-            warn, fail = dget("WARN_count"), dget("FAIL_count")
-            unknown, overrides = dget("Unknown_count"), dget("Overrides_count")
-            d_run_id, d_hash = dget("run_id"), dget("policy_hash")
+        try:
+            gate = loads(gate_text)
+            get = gate.get
+            run_id, policy_hash, outcome = get("run_id"), get("policy_hash"), get("outcome")
+            rate, reasons = get("unknown_rate"), get("top_reasons")
+            issues: list[str] | None = None  # created only when a field is off
+            # Exact type checks are enough: orjson never yields subclasses (and bool is not int by `type`).
             if (
-                type(state) is str
-                and state in states
-                and type(version) is str
-                and type(warn) is int
-                and warn >= 0
-                and type(fail) is int
-                and fail >= 0
-                and type(unknown) is int
-                and unknown >= 0
-                and type(overrides) is int
-                and overrides >= 0
-                and (d_run_id is None or d_run_id == run_id)
-                and (d_hash is None or policy_hash is None or d_hash == policy_hash)
-                and (causes is None or (type(causes) is dict and _plain_counts(causes.values())))
+                type(run_id) is str
+                and type(policy_hash) is str
+                and type(outcome) is str
+                and outcome in outcomes
+                and type(rate) is float
+                and 0.0 <= rate <= 1.0
+                and type(reasons) is list
+                and (run_id := run_id.strip())
+                and (policy_hash := policy_hash.strip())
+                and not unsafe(run_id)
+                and not unsafe(policy_hash)
             ):
-                # JSON object keys are always str, so this equals canonical_json of the str(k)-keyed copy.
-                causes_text = _EMPTY_OBJ if causes is None else dumps(causes, option=sort_keys).decode()
-                drift_rows.append((state, state, version, warn, fail, unknown, overrides, causes_text))
+                if reasons:
+                    kept = [r.strip() for r in reasons if type(r) is str and r.strip()]
+                    if len(kept) != len(reasons):
+                        issues = ["unknown_field_invalid:top_reasons"]
+                    # A list of strings has no keys to sort: plain dumps equals canonical_json.
+                    top = dumps(kept).decode()
+                else:
+                    top = _EMPTY_LIST
+                gate_rows.append((run_id, "file", policy_hash, outcome, rate, top))
             else:
-                if issues is None:
-                    issues = []
-                out = _normalize_drift(drift, {"run_id": run_id, "policy_hash": policy_hash}, issues)
-                drift_rows.append(tuple(out[c] for c in _DRIFT_COLS))
-        field_issues.append(_EMPTY_LIST if not issues else canonical_json(sorted(set(issues))))
+                issues = []
+                row: dict[str, Any] = {}
+                _gate_fields(gate, folder, row, issues)
+                gate_rows.append(tuple(row[c] for c in _GATE_COLS))
+                run_id, policy_hash = row["run_id"], row["policy_hash"]
+
+            raw_ts = get("timestamp")
+            if type(raw_ts) is str and len(raw_ts) == 20 and raw_ts[19] == "Z":
+                # The usual `YYYY-MM-DDTHH:MM:SSZ`: same text as _parse_timestamp builds, already UTC.
+                try:
+                    ts = fromiso(raw_ts[:19] + "+00:00")
+                except ValueError:
+                    ts = None
+            else:
+                ts = parse_ts(raw_ts)
+            if ts is not None:
+                lo_hi = bounds.get(date)
+                if lo_hi is None:
+                    lo_hi = bounds[date] = timestamp_bounds(date, window_days)
+                if not lo_hi[0] <= ts < lo_hi[1]:
+                    ts = None  # implausible for its date folder: flagged below, midnight used
+            if ts is None:
+                if raw_ts is not None:
+                    if issues is None:
+                        issues = []
+                    issues.append("unknown_field_invalid:timestamp")
+                ts = midnight.get(date)
+                if ts is None:
+                    ts = midnight[date] = datetime.fromisoformat(date).replace(tzinfo=UTC)
+                ts_sources.append("date_folder")
+            else:
+                ts_sources.append("file")
+            if not _TS_MIN <= ts <= _TS_MAX:
+                raise ValueError(f"timestamp {ts.isoformat()} is outside the storable range")
+            timestamps.append(ts)
+
+            if drift_text is None:
+                drift_rows.append(_NO_DRIFT)
+            else:
+                drift = loads(drift_text)
+                dget = drift.get
+                state, version, causes = dget("policy_state"), dget("schema_version"), dget("unknown_causes")
+                warn, fail = dget("WARN_count"), dget("FAIL_count")
+                unknown, overrides = dget("Unknown_count"), dget("Overrides_count")
+                d_run_id, d_hash = dget("run_id"), dget("policy_hash")
+                if (
+                    type(state) is str
+                    and state in states
+                    and type(version) is str
+                    and type(warn) is int
+                    and 0 <= warn <= int64_max
+                    and type(fail) is int
+                    and 0 <= fail <= int64_max
+                    and type(unknown) is int
+                    and 0 <= unknown <= int64_max
+                    and type(overrides) is int
+                    and 0 <= overrides <= int64_max
+                    and (d_run_id is None or d_run_id == run_id)
+                    and (d_hash is None or policy_hash is None or d_hash == policy_hash)
+                    and (causes is None or (type(causes) is dict and _plain_counts(causes.values())))
+                ):
+                    # JSON object keys are always str, so this equals canonical_json of the str(k)-keyed copy.
+                    causes_text = _EMPTY_OBJ if causes is None else dumps(causes, option=sort_keys).decode()
+                    drift_rows.append((state, state, version, warn, fail, unknown, overrides, causes_text))
+                else:
+                    if issues is None:
+                        issues = []
+                    out = _normalize_drift(drift, {"run_id": run_id, "policy_hash": policy_hash}, issues)
+                    drift_rows.append(tuple(out[c] for c in _DRIFT_COLS))
+            field_issues.append(_EMPTY_LIST if not issues else canonical_json(sorted(set(issues))))
+        except Exception as exc:  # noqa: BLE001 - one bad run must not stop its day
+            kept = pos - len(failed_pos)
+            for values in lists:
+                del values[kept:]
+            failed_pos.append(pos)
+            failed.append((pos, f"{type(exc).__name__}: {exc}"[:500]))
 
     cols: dict[str, list[Any]] = dict(zip(_GATE_COLS, map(list, zip(*gate_rows, strict=True)), strict=True))
     cols.update(zip(_DRIFT_COLS, map(list, zip(*drift_rows, strict=True)), strict=True))
     cols["timestamp"] = timestamps
     cols["timestamp_source"] = ts_sources
     cols["field_issues"] = field_issues
+    if failed_pos:
+        raw = raw.drop(index=raw.index[failed_pos])
     metrics = raw["metrics"].tolist()
     cols["metrics"] = [_EMPTY_OBJ if m is None else m for m in metrics]
     cols["has_metrics"] = [m is not None for m in metrics]
     cols["has_drift_report"] = [d is not None for d in raw["drift_report"].tolist()]
     for name in ("date", "run_path", "gate_sha256", "drift_sha256", "metrics_sha256"):
         cols[name] = raw[name].tolist()
-    return cols
+    return cols, [_failed_row(source, pos, detail) for pos, detail in failed]
+
+
+def _failed_row(raw: pd.DataFrame, pos: int, detail: str) -> tuple:
+    run_path = raw["run_path"].iat[pos]
+    return (
+        raw["date"].iat[pos],
+        run_path,
+        run_path,
+        "run",
+        raw["gate_sha256"].iat[pos],
+        0,
+        "normalize_failed",
+        detail,
+    )
 
 
 def _plain_counts(values: Iterable[Any]) -> bool:

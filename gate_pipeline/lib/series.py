@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gate_pipeline.lib.escape import csv_frame
 from gate_pipeline.lib.normalize import resolve_duplicates
 from gate_pipeline.lib.tables import RolloutSeries
 
@@ -104,7 +105,7 @@ def rollout_series(runs: pd.DataFrame) -> pd.DataFrame:
 def series_csv_bytes(series: pd.DataFrame) -> bytes:
     """CSV with fixed column order, `\\n` line ends and shortest round-trip floats: byte-stable."""
     buf = io.StringIO()
-    series.to_csv(buf, index=False, lineterminator="\n")
+    csv_frame(series).to_csv(buf, index=False, lineterminator="\n")  # formula / control chars neutralized
     return buf.getvalue().encode()
 
 

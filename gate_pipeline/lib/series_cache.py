@@ -18,6 +18,7 @@ into a new base, so a new day costs one small write, not a rewrite of the histor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -32,6 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS
+from gate_pipeline.lib.escape import csv_frame
+from gate_pipeline.lib.normalize import run_table_frame
 from gate_pipeline.lib.series import SERIES_COLUMNS, SERIES_DTYPES, format_series, in_series_order
 from gate_pipeline.lib.storage import Store
 from gate_pipeline.lib.tables import RolloutSeries, validate
@@ -80,6 +84,7 @@ class SeriesBuild:
     rows: int
     cross_day_duplicates: int
     policy_hashes: list[str]
+    duplicate_losers: list[tuple]  # quarantine rows (QUARANTINE_COLUMNS) of the cross-day duplicate losers
     days_built: list[str]  # days formatted and validated in this run (new or changed classified_runs)
     cache: str  # "unchanged", "day_files" (new day files written) or "compacted" (a new base written)
 
@@ -158,6 +163,7 @@ def _csv_header() -> bytes:
 
 def _csv_lines(series: pd.DataFrame) -> pa.Array:
     """One CSV line per row (with its "\\n"), exactly as `series_csv_bytes` writes the rows."""
+    series = csv_frame(series)  # formula / control characters neutralized, as in series_csv_bytes
     body = series.to_csv(index=False, header=False, lineterminator="\n").encode()
     ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n")) + 1
     if len(ends) != len(series):
@@ -243,6 +249,7 @@ class _Assembled:
     counts: np.ndarray  # duplicate_count per row of `out`
     dropped: np.ndarray  # positions (in the union) of cross-day duplicate losers
     order: np.ndarray | None  # positions (in the union) of `out`'s rows; None = the union as it is
+    losers: list[tuple] = dataclasses.field(default_factory=list)  # quarantine rows of the dropped copies
 
 
 def _assemble(union: pa.Table) -> _Assembled:
@@ -258,6 +265,7 @@ def _assemble(union: pa.Table) -> _Assembled:
         else np.ones(n, dtype=np.int64)
     )
     keep = None
+    losers: list[tuple] = []
     if n and pc.count_distinct(run_id).as_py() < n:
         # Same rule as resolve_duplicates (latest timestamp, then run_path wins), over the few rows concerned.
         value_counts = pc.value_counts(run_id)
@@ -273,6 +281,7 @@ def _assemble(union: pa.Table) -> _Assembled:
             }
         ).sort_values(["run_id", "ts", "run_path"], kind="stable")
         winner = ~keys.duplicated("run_id", keep="last").to_numpy()
+        losers = _loser_rows(union, keys, winner)
         size = keys.groupby("run_id", sort=False)["copies"].transform("sum").to_numpy()
         keep = np.ones(n, dtype=bool)
         keep[keys["pos"].to_numpy()[~winner]] = False
@@ -288,7 +297,33 @@ def _assemble(union: pa.Table) -> _Assembled:
         order = positions if kept is None else kept[positions]
     out = union if order is None else _gather(union, order)
     dropped = np.flatnonzero(~keep) if keep is not None else np.empty(0, dtype=np.int64)
-    return _Assembled(out.combine_chunks(), counts if order is None else counts[order], dropped, order)
+    return _Assembled(
+        out.combine_chunks(), counts if order is None else counts[order], dropped, order, sorted(losers)
+    )
+
+
+def _loser_rows(union: pa.Table, keys: pd.DataFrame, winner: np.ndarray) -> list[tuple]:
+    """Quarantine rows (as in quarantined_files) for the copies the cross-day duplicate rule drops."""
+    winners = dict(zip(keys["run_id"][winner], keys["run_path"][winner], strict=True))
+    lost = keys[~winner]
+    positions = pa.array(lost["pos"].to_numpy())
+    dates = union.column("date").take(positions).to_pylist()
+    shas = union.column("gate_sha256").take(positions).to_pylist()
+    return [
+        (
+            date,
+            run_path,
+            run_path,
+            "run",
+            sha,
+            0,
+            "duplicate_run_id",
+            f"run_id {run_id} also at {winners[run_id]}, which wins (latest timestamp, then path)",
+        )
+        for date, run_path, sha, run_id in zip(
+            dates, lost["run_path"].tolist(), shas, lost["run_id"].tolist(), strict=True
+        )
+    ]
 
 
 def _gather(table: pa.Table, positions: np.ndarray) -> pa.Table:
@@ -329,9 +364,11 @@ def _outputs(assembled: _Assembled, dtypes: Dtypes) -> tuple[bytes, bytes, bytes
 
 
 def _empty_outputs() -> tuple[bytes, bytes, bytes, list[str]]:
-    """No stored day at all: a header-only CSV and empty tables."""
+    """No accepted run at all: a header-only CSV and empty tables, the history with its columns (so the
+    statistics read an empty history like any other, instead of failing on a missing column)."""
     series = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in SERIES_DTYPES})
-    empty = pa.Table.from_pandas(pd.DataFrame(), preserve_index=False)
+    history = run_table_frame([]).assign(**{name: pd.Series(dtype=object) for name in CLASSIFIED_COLUMNS})
+    empty = pa.Table.from_pandas(history, preserve_index=False)
     return _csv_header(), _parquet(pa.Table.from_pandas(series, preserve_index=False)), _parquet(empty), []
 
 
@@ -530,6 +567,7 @@ def _update(
         rows=rows,
         cross_day_duplicates=duplicates,
         policy_hashes=hashes,
+        duplicate_losers=assembled.losers if assembled is not None else [],
         days_built=to_build,
         cache=mode,
     )

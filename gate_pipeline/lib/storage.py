@@ -6,9 +6,12 @@ folder, an S3 prefix or any other fsspec protocol, and no step depends on anothe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +62,16 @@ class Store:
         return self.path(*parts).read_bytes()
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write a whole file atomically: a reader (or a crash, or a full disk) never sees a truncated file.
+
+        Local: a temporary name in the same folder, fsync, then rename over the target. Remote: one PUT
+        (object stores publish an object only when its upload completes)."""
         target = self.path(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if isinstance(self.fs, LocalFileSystem):
+            _atomic_local_write(target.path, data)
+        else:
+            # No mkdir: object stores have no folders, and mkdir of a bucket would create a missing one.
+            self.fs.pipe_file(target.path, data)
         return str(target)
 
     def create_exclusive(self, data: bytes, *parts: str) -> bool:
@@ -95,7 +105,11 @@ class Store:
         return self.write_bytes(parquet_bytes(df), *parts)
 
     def read_parquet(self, *parts: str) -> pd.DataFrame:
-        return pq.read_table(io.BytesIO(self.read_bytes(*parts))).to_pandas()
+        data = self.read_bytes(*parts)
+        try:
+            return pq.read_table(io.BytesIO(data)).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptFile(self.url(*parts), exc) from exc
 
     def read_folder(self, *parts: str, suffix: str = "") -> dict[str, bytes]:
         """All files of one folder (name → bytes) in one batched read; remote stores fetch concurrently."""
@@ -116,10 +130,16 @@ class Store:
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def list_files(self, *parts: str) -> dict[str, int]:
-        """Every file below a folder (recursively): path relative to the root → size. Empty if absent.
+        """Every regular file below a folder (recursively): path relative to the root → size."""
+        return self.scan(*parts).files
 
-        One recursive listing: on S3 one request per 1000 keys. A local root walks with os.scandir, as
-        fsspec's generic walk costs ~10x more per file (measured in bench/, 100k-run corpus).
+    def scan(self, *parts: str) -> Listing:
+        """Every entry below a folder (recursively): regular files with their sizes, and the entries that
+        are refused (symlinks, FIFOs/devices, unreadable folders) with a reason. Empty if absent.
+
+        Symlinks are never followed, so nothing outside the root is read and a symlink loop cannot hang
+        or crash a listing. One recursive listing: on S3 one request per 1000 keys. A local root walks
+        with os.scandir, as fsspec's generic walk costs ~10x more per file (measured in bench/).
         """
         root_path = self.root.path.rstrip("/")
         folder = self.path(*parts).path.rstrip("/")
@@ -128,11 +148,12 @@ class Store:
         try:
             found = self.fs.find(folder, detail=True)
         except FileNotFoundError:
-            return {}
+            return Listing({}, [])
         prefix = len(root_path) + 1
-        return {
+        files = {
             p[prefix:]: int(i.get("size") or 0) for p, i in found.items() if i.get("type", "file") == "file"
         }
+        return Listing(files, [])
 
     def read_files(self, rels: list[str]) -> dict[str, bytes | Exception]:
         """Many small files by path relative to the root; a failed read is returned, not raised.
@@ -149,6 +170,48 @@ class Store:
         return {key.split("://", 1)[-1][prefix:]: value for key, value in out.items()}
 
 
+class CorruptFile(ValueError):
+    """A stored table cannot be read (cut short, overwritten by hand): names the file and the way out."""
+
+    def __init__(self, url: str, cause: Exception):
+        super().__init__(
+            f"{url}: stored file is corrupt ({type(cause).__name__}: {cause}); "
+            "`gate-pipeline run --full` rebuilds every stored table from the artifacts"
+        )
+        self.url = url
+
+
+class CountingStore(Store):
+    """A Store that counts the files read through `read_files` (how tests and the CLI prove a whitelist
+    backfill reads no artifact), passed along as a value instead of a process-global counter."""
+
+    def __init__(self, store: Store):
+        object.__setattr__(self, "root", store.root)
+        object.__setattr__(self, "options", store.options)
+        object.__setattr__(self, "reads", 0)
+
+    def read_files(self, rels: list[str]) -> dict[str, bytes | Exception]:
+        object.__setattr__(self, "reads", self.reads + len(rels))
+        return super().read_files(rels)
+
+
+def _atomic_local_write(path: str, data: bytes) -> None:
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def parquet_bytes(df: pd.DataFrame) -> bytes:
     """Parquet with a fixed writer config so identical frames give identical bytes."""
     # The pandas metadata is kept: it restores nullable Int64 / tz-aware dtypes on read.
@@ -158,25 +221,73 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _scan_local(folder: str, strip: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class Listing:
+    """A recursive listing: regular files (relative path → size) and refused entries."""
+
+    files: dict[str, int]
+    refused: list[tuple[str, str, str]]  # (relative path, reason, detail), reasons in REFUSED_REASONS
+
+
+# symlink_refused: never followed (it may point outside the root or loop); not_a_regular_file: FIFO,
+# socket, device; unreadable_folder: a folder the listing could not open (permissions, I/O error).
+REFUSED_REASONS = ("symlink_refused", "not_a_regular_file", "unreadable_folder")
+
+
+def _scan_local(folder: str, strip: int) -> Listing:
     out: dict[str, int] = {}
+    refused: list[tuple[str, str, str]] = []
+    if os.path.islink(folder):
+        refused.append((folder[strip:], "symlink_refused", _link_detail(folder)))
+        return Listing(out, refused)
     stack = [folder]
     while stack:
+        current = stack.pop()
         try:
-            entries = list(os.scandir(stack.pop()))
+            entries = list(os.scandir(current))
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as exc:
+            refused.append((current[strip:], "unreadable_folder", _os_detail(exc)))
+            continue
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-            elif entry.is_file():
-                out[entry.path[strip:]] = entry.stat().st_size
-    return out
+            rel = entry.path[strip:]
+            try:
+                if entry.is_symlink():
+                    refused.append((rel, "symlink_refused", _link_detail(entry.path)))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    out[rel] = entry.stat(follow_symlinks=False).st_size
+                else:
+                    refused.append((rel, "not_a_regular_file", "not a regular file (FIFO, socket or device)"))
+            except OSError as exc:
+                refused.append((rel, "unreadable_folder", _os_detail(exc)))
+    return Listing(out, sorted(refused))
+
+
+def _link_detail(path: str) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        target = f"<unreadable: {exc.strerror}>"
+    return f"symlinks are not followed (-> {target})"
+
+
+def _os_detail(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 def _read_local(path: str) -> bytes | Exception:
+    # O_NOFOLLOW: a file swapped for a symlink after the listing is refused, never followed.
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return exc
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return OSError(f"{path} is not a regular file")
             return handle.read()
     except OSError as exc:
         return exc

@@ -94,7 +94,8 @@ class QuarantinedFiles(pa.DataFrameModel):
     path: Series[str] = pa.Field(description="File or run folder path relative to the artifacts root.")
     run_path: Series[str] = pa.Field(description="Run folder the file belongs to.")
     file_kind: Series[str] = pa.Field(
-        isin=["gate_result", "drift_report", "metrics", "run"], description="Artifact kind, or run."
+        isin=["gate_result", "drift_report", "metrics", "run", "entry"],
+        description="Artifact kind, run (a run folder), or entry (anything else refused).",
     )
     sha256: Series[str] = pa.Field(nullable=True, description="sha256 of the bytes read (null if unread).")
     size_bytes: Series[int] = pa.Field(ge=0, description="File size in bytes (0 for run rows).")
@@ -105,9 +106,17 @@ class QuarantinedFiles(pa.DataFrameModel):
             "not_json",
             "not_object",
             "too_large",
+            "too_deep",
             "unreadable",
+            "symlink_refused",
+            "not_a_regular_file",
+            "unreadable_folder",
+            "not_a_date_folder",
+            "date_outside_window",
+            "date_folder_not_built",
             "missing_gate_result",
             "gate_result_quarantined",
+            "normalize_failed",
             "duplicate_run_id",
         ],
         description="Why it was quarantined.",

@@ -118,7 +118,7 @@ def test_days_spread_over_worker_processes_give_the_same_outputs(tmp_path):
 def test_a_failed_run_table_check_stops_classification_and_everything_downstream(tmp_path, monkeypatch):
     real = daily.normalize_day
     monkeypatch.setattr(
-        daily, "normalize_day", lambda raw: (real(raw)[0].assign(outcome="MAYBE"), real(raw)[1])
+        daily, "normalize_day", lambda raw, *a: (real(raw, *a)[0].assign(outcome="MAYBE"), real(raw, *a)[1])
     )
     result = materialize_all(settings_for(SAMPLE, tmp_path), *date_range(SAMPLE))
     assert not result.success

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from gate_pipeline.lib import daily, ingest
+from gate_pipeline.lib import daily
 from gate_pipeline.lib.ingest import IngestLimits
 from gate_pipeline.lib.whitelist import load_whitelist
 from gate_pipeline.synthetic import CorpusSpec, generate
@@ -51,15 +51,14 @@ def test_chunks_are_consecutive_and_cover_every_day(days, workers, expected):
 
 
 def test_worker_processes_write_the_same_bytes_and_count_their_reads(corpus, tmp_path):
-    before = ingest.files_read()
     serial = list(daily.process_days(_job(corpus, tmp_path / "serial"), DAYS, workers=1))
-    serial_reads = ingest.files_read() - before
+    serial_reads = sum(c.files_read for c in serial)
     parallel = list(daily.process_days(_job(corpus, tmp_path / "parallel"), DAYS, workers=2))
     assert len(parallel) == 4  # two chunks per worker
     artifact_files = sum(1 for p in corpus.rglob("*.json"))
     # Every artifact file is read once (the oversized ones are quarantined unread); the workers' reads count here.
     assert 0 < serial_reads <= artifact_files
-    assert ingest.files_read() - before == 2 * serial_reads
+    assert sum(c.files_read for c in parallel) == serial_reads  # counted in the workers, returned as values
     assert _files(tmp_path / "serial") == _files(tmp_path / "parallel")
     assert [d.day for c in parallel for d in c.days] == DAYS
     flat = [d for c in serial for d in c.days]
@@ -72,11 +71,10 @@ def test_worker_processes_write_the_same_bytes_and_count_their_reads(corpus, tmp
 def test_classification_alone_reads_stored_tables_and_no_artifact(corpus, tmp_path):
     list(daily.process_days(_job(corpus, tmp_path, classify=False), DAYS[:3], workers=1))
     assert not (tmp_path / "classified_runs").exists()
-    before = ingest.files_read()
     (result,) = daily.process_days(
         _job(corpus, tmp_path, ingest_=False, table=False), [*DAYS[:3], "2026-02-27"], workers=1
     )
-    assert ingest.files_read() == before
+    assert result.files_read == 0
     assert [d.classified_rows is not None for d in result.days] == [True, True, True, False]
     assert result.days[-1].missing_input == "run_table"  # a day without artifacts: counted, not an error
     assert sorted(p.name for p in (tmp_path / "classified_runs_versions").iterdir()) == [
@@ -87,8 +85,8 @@ def test_classification_alone_reads_stored_tables_and_no_artifact(corpus, tmp_pa
 def test_an_invalid_run_table_blocks_classification(corpus, tmp_path, monkeypatch):
     real = daily.normalize_day
 
-    def broken(raw):
-        table, duplicates = real(raw)
+    def broken(raw, *args):
+        table, duplicates = real(raw, *args)
         return table.assign(outcome="MAYBE"), duplicates
 
     monkeypatch.setattr(daily, "normalize_day", broken)

@@ -27,7 +27,12 @@ GOOD = {
         (b'{"run_id": "r\xff\xfe"}', "not_utf8"),
         (b"[1, 2]", "not_object"),
         (b'"just a string"', "not_object"),
-        (b"NaN", "not_json"),
+        # A bare non-finite constant is read (Python's json writes it), but it is not an object.
+        (b"NaN", "not_object"),
+        (b"1e400", "not_object"),
+        (b'{"a": ' * 300 + b"1" + b"}" * 300, "too_deep"),
+        (b'{"a": ' * 1100 + b"1" + b"}" * 1100, "too_deep"),
+        (b'{"a": "\\ud800"}', "not_json"),  # a lone surrogate cannot be stored as UTF-8
     ],
 )
 def test_bad_bytes_get_a_reason_and_a_hash(data, reason):

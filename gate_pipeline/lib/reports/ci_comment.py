@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gate_pipeline.lib.escape import md_code, md_text
 from gate_pipeline.lib.rules import Decision
 
 MAX_COMMENT_RULES = 8
@@ -10,22 +11,27 @@ _ORDER = {"ROLLBACK": 0, "FAIL": 1, "HOLD": 2, "PASS": 3}
 
 
 def render_ci_comment(decision: Decision) -> str:
-    """Compact PR comment (<= ~15 lines): decision, policy_hash, phase transition, deciding rules first."""
+    """Compact PR comment (<= ~15 lines): decision, policy_hash, phase transition, deciding rules first.
+    Every value that can come from an artifact is escaped (lib/escape.py): it renders as text, never as
+    Markdown, HTML or a mention."""
     d = decision
     counted = sorted((r for r in d.rules if not r.observe_only), key=lambda r: (_ORDER[r.verdict], r.name))
     observed_only = [r for r in d.rules if r.observe_only and r.verdict != "PASS"]
     shown = counted[:MAX_COMMENT_RULES]
     lines = [
         f"### Gate decision: {d.verdict}",
-        f"policy_hash `{d.policy_hash or 'none'}` · phase {d.current_phase} → {d.next_phase or '(final)'} · "
+        f"policy_hash {md_code(d.policy_hash or 'none')} · phase {d.current_phase} → {d.next_phase or '(final)'} · "
         f"{d.n_runs} runs" + (f" over {d.days:.1f} days" if d.days is not None else ""),
-        d.why,
+        md_text(d.why, line_start=True),
         _method_line(d),
         "",
     ]
-    lines += [f"- **{r.verdict}** `{r.name}`: {r.why}" for r in shown]
+    lines += [f"- **{r.verdict}** {md_code(r.name)}: {md_text(r.why)}" for r in shown]
     room = MAX_COMMENT_RULES - len(shown)
-    lines += [f"- {r.verdict} `{r.name}` (observe-only): {r.why}" for r in observed_only[: max(room, 0)]]
+    lines += [
+        f"- {r.verdict} {md_code(r.name)} (observe-only): {md_text(r.why)}"
+        for r in observed_only[: max(room, 0)]
+    ]
     hidden = len(counted) - len(shown) + len(observed_only) - min(len(observed_only), max(room, 0))
     if hidden > 0:
         lines.append(f"- … {hidden} more rule(s) in rollout_series_v1.md")

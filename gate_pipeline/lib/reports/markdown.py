@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from gate_pipeline.lib.escape import md_code, md_text
 from gate_pipeline.lib.reports.canonical import normalize_json
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.rules import Decision, RuleResult
@@ -50,8 +51,10 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict | list):
-        return orjson.dumps(normalize_json(v), option=orjson.OPT_SORT_KEYS).decode().replace("|", "\\|")
-    return str(v).replace("|", "\\|").replace("\n", " ")
+        return md_text(orjson.dumps(normalize_json(v), option=orjson.OPT_SORT_KEYS).decode()).replace(
+            "|", "\\|"
+        )
+    return md_text(v).replace("|", "\\|")
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -79,7 +82,7 @@ def _render_any(obj: Any) -> list[str]:
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
         lines: list[str] = []
         for name in sorted(obj):
-            lines += [f"**{name}**", "", *_render_any(obj[name]), ""]
+            lines += [f"**{md_text(name)}**", "", *_render_any(obj[name]), ""]
         return lines[:-1]
     if isinstance(obj, dict) and obj:
         return _md_table(["key", "value"], [[k, obj[k]] for k in sorted(obj)])
@@ -132,8 +135,8 @@ def render_report_md(
     out = [
         "# Rollout series report (v1)",
         "",
-        f"- policy_hash: `{d.policy_hash or 'none'}` (selected: {d.policy_selection})"
-        + (f", previous: `{d.previous_policy_hash}`" if d.previous_policy_hash else ""),
+        f"- policy_hash: {md_code(d.policy_hash or 'none')} (selected: {d.policy_selection})"
+        + (f", previous: {md_code(d.previous_policy_hash)}" if d.previous_policy_hash else ""),
         f"- phase: {d.current_phase} → {nxt} (config `{d.config_name}`)",
         f"- evidence: {d.n_runs} runs"
         + (f" over {d.days:.1f} days" if d.days is not None else "")
@@ -141,7 +144,7 @@ def render_report_md(
         "",
         "## Decision",
         "",
-        f"**{d.verdict}** — {d.why}",
+        f"**{d.verdict}** — {md_text(d.why)}",
         "",
         "Precedence over counted rules: ROLLBACK > NO_GO > HOLD > GO; observe-only rules are reported, not counted.",
         "",
@@ -151,7 +154,7 @@ def render_report_md(
     ]
     for r in d.rules:
         if r.strata:
-            out += ["", f"### {r.name} per stratum", ""]
+            out += ["", f"### {md_text(r.name)} per stratum", ""]
             out += _md_table(
                 ["stratum", "verdict", "observed", "n", "interval", "runs needed", "why"],
                 [
