@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/var/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: lock setup run test test-fast check-defs ui ui-readonly bench lint browser-deps postgres-deps redis-deps sample
+.PHONY: lock setup run test test-fast check-defs ui ui-readonly bench bench-decisions lint browser-deps postgres-deps redis-deps sample
 
 # Every dependency is pinned in constraints.txt (Dagster 1.13.N moves with its integrations at 0.29.N);
 # `make lock` re-resolves it deliberately.
@@ -79,6 +79,10 @@ ui-readonly: setup
 
 bench: setup
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+## Operating characteristics of the decision (simulated rollouts, every run and daily looks) into docs/DECISIONS.md.
+bench-decisions: setup
+	$(PY) bench/decisions.py --write $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -98,7 +98,7 @@ def test_threshold_change_changes_the_decision_and_explains_why(workspace, capsy
     metrics = orjson.loads((out / "rollout_metrics.json").read_bytes())
     decision, before_sha = metrics["decision"], metrics["provenance"]["config_sha256"]
     fail_rule = next(r for r in decision["rules"] if r["name"] == "fail_rate")
-    # The sample's FAIL rate CI straddles the 10% threshold, so the gate HOLDs and says so.
+    # The sample's FAIL rate interval straddles the 10% threshold, so the gate HOLDs and says so.
     assert decision["verdict"] == "HOLD"
     assert fail_rule["verdict"] == "HOLD" and "straddles the threshold" in fail_rule["why"]
     comment = (out / "ci_comment.md").read_text()

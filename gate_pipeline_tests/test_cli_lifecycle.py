@@ -18,9 +18,13 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     config = tmp_path / "config"
     shutil.copytree(CONFIG, config)
-    # The sample HOLDs on the FAIL rate (its CI straddles 10%); at 50% the observe phase says GO.
+    # The sample HOLDs: its FAIL-rate interval straddles 10% (and the rollback trigger's 25%, and the small
+    # unknown stratum's interval the 40% WARN+FAIL threshold). With the FAIL rate at <= 50%, the trigger at
+    # > 50% and WARN+FAIL at <= 90%, every interval clears its threshold: the observe phase says GO.
     constants = (config / "policy_constants.yaml").read_text()
-    (config / "policy_constants.yaml").write_text(constants.replace("threshold: 0.10", "threshold: 0.50", 1))
+    for old, new in (("threshold: 0.10", "threshold: 0.50"), ("threshold: 0.25", "threshold: 0.50")):
+        constants = constants.replace(old, new, 1)
+    (config / "policy_constants.yaml").write_text(constants.replace("threshold: 0.40", "threshold: 0.90", 1))
     return tmp_path, config
 
 
@@ -74,18 +78,19 @@ def test_advance_refusals_then_advance_redecide_and_rollback(workspace, capsys):
         "advance refused: the latest decision is about observe → warn, but policy b71c02 is in phase warn "
         "now: decide again on its rules (`gate-pipeline backfill`) and advance on that\n"
     )
-    # Decided again, the policy is judged on the warn phase's rules (FAIL rate <= 5%): not GO.
+    # Decided again, the policy is judged on the warn phase's rules (FAIL rate <= 5%): 5/35 FAIL is not GO
+    # (its interval straddles 5%, so HOLD).
     assert run_cli("backfill", *where) == 0
     decision = _decision(out)
     assert (decision["current_phase"], decision["next_phase"], decision["verdict"]) == (
         "warn",
         "enforce",
-        "NO_GO",
+        "HOLD",
     )
     capsys.readouterr()
     assert run_cli("advance", "--approve", "--by", "bob", *where) == 1
     assert capsys.readouterr().err.startswith(
-        "advance refused: the latest decision for policy b71c02 is NO_GO"
+        "advance refused: the latest decision for policy b71c02 is HOLD"
     )
 
     assert run_cli("rollback", "--by", "ben", "--note", "enforcement too early", *where) == 0

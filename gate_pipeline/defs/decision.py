@@ -46,6 +46,8 @@ def _rule_evidence(result: rules.RuleResult) -> dict:
         value = getattr(result, key)
         if value is not None:
             evidence[key] = readable(value)
+    if result.method:
+        evidence["method"] = result.method  # the interval and the alpha of each side the verdict rests on
     if result.strata:
         evidence["strata"] = dg.MetadataValue.json([s.model_dump() for s in result.strata])
         failing = sorted(s.name for s in result.strata if s.verdict != "PASS")

@@ -37,7 +37,8 @@ def introduction_order(df: pd.DataFrame) -> list[str]:
 def candidate_policy(
     df: pd.DataFrame, min_share: float, *, recent_runs: int
 ) -> tuple[str | None, str | None]:
-    """(candidate, baseline) policy hashes of the runs in ``df`` (columns policy_hash, timestamp, run_id).
+    """(candidate, baseline) policy hashes of the runs in ``df`` (columns policy_hash, timestamp; run_id
+    breaks timestamp ties when present).
 
     See the module docstring for the rule; the input row order does not matter. (None, None) when no run has
     a policy_hash; baseline None when the candidate is the first hash ever seen. ``min_share`` in (0, 1],
@@ -68,7 +69,10 @@ def _in_series_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ts_key = np.where(
         ts.isna().to_numpy(), np.iinfo(np.int64).max, ts.to_numpy(dtype="datetime64[ns]").view("i8")
     )
-    run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
+    if "run_id" in df.columns:
+        run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
+    else:  # a frame without run ids (e.g. hand-built in a test): timestamps alone order it
+        run_key = np.full(len(ts_key), "", dtype=object)
     # The history is stored in series order: then no sort.
     order = np.arange(len(ts_key)) if in_series_order(ts_key, run_key) else np.lexsort((run_key, ts_key))
     return df["policy_hash"].to_numpy(dtype=object)[order], ts_key[order]

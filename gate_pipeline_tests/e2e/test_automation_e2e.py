@@ -367,10 +367,18 @@ def read_series(outputs: Path) -> list[dict[str, str]]:
 
 
 def expected_decision_runs(rows: list[dict[str, str]]) -> tuple[str, int]:
-    """(policy, runs) the decision must report, by hand: the latest policy_hash by (timestamp, run_id)
-    (``policy.mode: latest``) and how many runs of the series carry it."""
+    """(policy, runs) the decision must report, by hand (``policy.mode: latest`` with the default
+    recent_runs 50 / min_recent_share 0.1): the most recently introduced policy_hash (latest first run; ties
+    by hash) holding at least 10% of the last 50 runs with a hash, and how many runs of the series carry it."""
     ordered = sorted(rows, key=lambda r: (r["timestamp"], r["run_id"]))
-    policy = [r["policy_hash"] for r in ordered if r["policy_hash"]][-1]
+    hashed = [r["policy_hash"] for r in ordered if r["policy_hash"]]
+    first: dict[str, str] = {}
+    for r in ordered:
+        if r["policy_hash"]:
+            first.setdefault(r["policy_hash"], r["timestamp"])
+    recent = hashed[-50:]
+    eligible = [h for h in first if recent.count(h) >= 0.1 * len(recent)]
+    policy = max(eligible, key=lambda h: (first[h], h))
     return policy, sum(r["policy_hash"] == policy for r in ordered)
 
 

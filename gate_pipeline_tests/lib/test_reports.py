@@ -55,13 +55,13 @@ def seed001_runs() -> pd.DataFrame:
             "run_id": f"r{i:03d}",
             "timestamp": T0 + pd.Timedelta(hours=i),
             "policy_hash": "a6f53e",
-            "outcome": "FAIL" if i in (1, 3, 5, 7, 9, 11, 13) else "PASS",
+            "outcome": "FAIL" if i % 2 and i <= 59 else "PASS",
             "unknown_rate": 0.01 * (i % 10),
             "stratum": "pinned" if i % 2 else "unpinned",
             "overrides_count": i % 3,
             "metrics": "{}",
         }
-        for i in range(40)
+        for i in range(80)
     ]
     df = pd.DataFrame(rows)
     df["overrides_count"] = df["overrides_count"].astype("Int64")
@@ -93,7 +93,7 @@ def test_document_validates_and_is_canonical():
     assert [c["name"] for c in doc["statistics"]["class_frequencies"]] == ["contract", "flaky_test"]
     # floats rounded to 10 significant digits, NaN -> null
     assert doc["statistics"]["risk"] == {"risk_difference": 0.3, "risk_ratio": None}
-    # 7/40 FAIL rate, 7/20 in stratum pinned
+    # 30/80 FAIL rate, 30/40 in stratum pinned
     assert [r["name"] for r in doc["decision"]["rules"]] == [
         "fail_rate",
         "mean_overrides",
@@ -101,7 +101,7 @@ def test_document_validates_and_is_canonical():
         "warn_fail_rate_per_stratum",
     ]
     ps = doc["decision"]["rules"][3]
-    assert (ps["verdict"], ps["stratum"], ps["observed"]) == ("FAIL", "pinned", 0.35)
+    assert (ps["verdict"], ps["stratum"], ps["observed"]) == ("FAIL", "pinned", 0.75)
     raw = dumps_canonical(doc)
     assert raw.endswith(b"}\n") and b"NaN" not in raw
     assert raw == orjson.dumps(json.loads(raw), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
@@ -197,7 +197,10 @@ def test_chart_is_png_and_byte_stable():
 def test_report_md_contains_decision_rules_and_degrades():
     d = seed001_decision()
     md = render_report_md(d, STATS, "rollout_chart.png")
-    assert "**NO_GO** — NO_GO: 2 counted rule(s) failed (fail_rate, warn_fail_rate_per_stratum)" in md
+    assert (
+        "**NO_GO** — NO_GO: 2 counted rule(s) failed, their intervals wholly past the threshold "
+        "(fail_rate, warn_fail_rate_per_stratum)" in md
+    )
     for r in d.rules:
         assert f"| {r.name} | {r.kind} |" in md
     assert "![unknown_rate over runs](rollout_chart.png)" in md
@@ -207,8 +210,13 @@ def test_report_md_contains_decision_rules_and_degrades():
     assert "## Strata\n\nNot computed." in md  # missing section degrades, says so
     assert "### risk" in md and "| risk_ratio | – |" in md
     assert "### warn_fail_rate_per_stratum per stratum" in md
-    assert "| pinned | FAIL | 0.35 | 20 |" in md
-    assert "| unpinned | PASS | 0 | 20 | 0 – 0.1611 |" in md  # Wilson 0/20: exactly 0 at the edge
+    assert "| pinned | FAIL | 0.75 | 40 | 0.5078 – 0.922 |" in md
+    assert "| unpinned | PASS | 0 | 40 | 0 – 0.09305 | – |" in md  # 0/40: the lower bound is exactly 0
+    # every rule row names its interval method; the decision names how alpha is split
+    assert "Method: anytime-valid confidence sequences (beta-binomial mixture, Howard et al. 2021)" in md
+    assert "NO_GO: holm over 3 counted tests at family-wise alpha=0.04" in md
+    fr = next(r for r in d.rules if r.name == "fail_rate")
+    assert f"| {fr.method} |" in md and "Howard et al. 2021" in fr.method
     bare = render_report_md(d, None, None)
     assert bare.count("Not computed.") == 3 and "Chart: not computed." in bare
     assert md == render_report_md(d, dict(reversed(list(STATS.items()))), "rollout_chart.png")
@@ -220,14 +228,18 @@ def test_ci_comment_is_compact_and_leads_with_the_deciders():
     lines = text.rstrip("\n").split("\n")
     assert len(lines) <= 15
     assert lines[0] == "### Gate decision: NO_GO"
-    assert "policy_hash `a6f53e` · phase observe → warn · 40 runs" in lines[1]
+    assert "policy_hash `a6f53e` · phase observe → warn · 80 runs" in lines[1]
+    assert lines[3] == (
+        "_Intervals: anytime-valid confidence sequences; GO at alpha 0.05 per rule, NO_GO at family-wise 0.04 "
+        "(holm, 3 tests), ROLLBACK at 0.01 (0 triggers)._"
+    )
     # failing counted rules first (by name), then passing ones, then observe-only findings
     rule_lines = [ln for ln in lines if ln.startswith("- ")]
-    assert rule_lines[0].startswith("- **FAIL** `fail_rate`: FAIL rate 7/40 = 17.5%")
+    assert rule_lines[0].startswith("- **FAIL** `fail_rate`: FAIL rate 30/80 = 37.5%")
     assert rule_lines[1].startswith("- **FAIL** `warn_fail_rate_per_stratum`")
     assert rule_lines[2].startswith("- **PASS** `min_evidence`")
     assert rule_lines[3].startswith("- FAIL `mean_overrides` (observe-only)")
-    assert math.isclose(d.rules[0].observed, 7 / 40)
+    assert math.isclose(d.rules[0].observed, 30 / 80)
 
 
 def test_normalize_json_error_paths():

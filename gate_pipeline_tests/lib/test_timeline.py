@@ -35,11 +35,11 @@ def test_one_row_per_day_end_with_the_candidate_policy_and_its_evidence():
     assert frame["policy_hash"].tolist() == ["p1", "p1", "p1", "p2", "p2", "p2"]
     assert frame["n_runs"].tolist() == [3, 7, 11, 3, 7, 8]
     assert frame["phase"].tolist() == ["observe"] * 6
-    # Every day HOLDs: too little evidence, and the FAIL rate's CI straddles 10% (the first HOLD rule by name).
+    # Every day HOLDs: too little evidence, and the FAIL rate's interval straddles 10% (the first HOLD rule by name).
     assert frame["verdict"].tolist() == ["HOLD"] * 6
     assert set(frame["deciding_rule"]) == {"fail_rate"}
     assert (
-        frame["why"].tolist()[1].startswith("FAIL rate 1/7 = 14.3%, but the 95% CI 2.6% to 51.3% straddles")
+        frame["why"].tolist()[1].startswith("FAIL rate 1/7 = 14.3%, but the interval 0.0% to 66.6% straddles")
     )
     # The FAIL rate the chart draws: 0/3, 1/7, 1/11 for p1, then 0 for p2; the observe threshold.
     assert frame["observed"].round(4).tolist() == [0.0, round(1 / 7, 4), round(1 / 11, 4), 0.0, 0.0, 0.0]

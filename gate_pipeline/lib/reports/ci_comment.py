@@ -23,6 +23,7 @@ def render_ci_comment(decision: Decision) -> str:
         f"policy_hash {md_code(d.policy_hash or 'none')} · phase {d.current_phase} → {d.next_phase or '(final)'} · "
         f"{d.n_runs} runs" + (f" over {d.days:.1f} days" if d.days is not None else ""),
         md_text(d.why, line_start=True),
+        _method_line(d),
         "",
     ]
     lines += [f"- **{r.verdict}** {md_code(r.name)}: {md_text(r.why)}" for r in shown]
@@ -35,3 +36,13 @@ def render_ci_comment(decision: Decision) -> str:
     if hidden > 0:
         lines.append(f"- … {hidden} more rule(s) in rollout_series_v1.md")
     return "\n".join(lines) + "\n"
+
+
+def _method_line(d: Decision) -> str:
+    m = d.method
+    kind = "anytime-valid confidence sequences" if m.interval == "sequential" else "fixed-sample intervals"
+    return (
+        f"_Intervals: {kind}; GO at alpha {m.alpha_go:g} per rule, NO_GO at family-wise {m.alpha_no_go:g} "
+        f"({m.multiplicity}, {m.no_go_tests} tests), ROLLBACK at {m.alpha_rollback:g} "
+        f"({m.rollback_tests} trigger{'s' if m.rollback_tests != 1 else ''})._"
+    )

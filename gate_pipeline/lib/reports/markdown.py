@@ -93,14 +93,17 @@ def _render_any(obj: Any) -> list[str]:
     return [_cell(obj)]
 
 
+def _interval(method: str | None, lo: float | None, hi: float | None) -> str:
+    """The interval a verdict rests on; an unbounded side (too few runs for its level) is ±∞."""
+    if method is None:
+        return "–"
+    return f"{'−∞' if lo is None else _cell(lo)} – {'+∞' if hi is None else _cell(hi)}"
+
+
 def _rule_table(rules: Sequence[RuleResult]) -> list[str]:
     rows = []
     for r in rules:
-        ci = (
-            f"{_cell(r.ci_low)} – {_cell(r.ci_high)}"
-            if r.ci_low is not None and r.ci_high is not None
-            else "–"
-        )
+        ci = _interval(r.ci_method, r.ci_low, r.ci_high)
         cond = f"{r.comparator} {_cell(r.threshold)}" if r.comparator else "–"
         rows.append(
             [
@@ -112,10 +115,12 @@ def _rule_table(rules: Sequence[RuleResult]) -> list[str]:
                 cond,
                 ci,
                 r.n,
+                r.method or "–",
                 r.why,
             ]
         )
-    return _md_table(["rule", "kind", "counted", "verdict", "observed", "condition", "CI", "n", "why"], rows)
+    header = ["rule", "kind", "counted", "verdict", "observed", "condition", "interval", "n", "method", "why"]
+    return _md_table(header, rows)
 
 
 def render_report_md(
@@ -143,20 +148,23 @@ def render_report_md(
         "",
         "Precedence over counted rules: ROLLBACK > NO_GO > HOLD > GO; observe-only rules are reported, not counted.",
         "",
+        f"Method: {d.method.description}",
+        "",
         *_rule_table(d.rules),
     ]
     for r in d.rules:
         if r.strata:
             out += ["", f"### {md_text(r.name)} per stratum", ""]
             out += _md_table(
-                ["stratum", "verdict", "observed", "n", "CI", "why"],
+                ["stratum", "verdict", "observed", "n", "interval", "runs needed", "why"],
                 [
                     [
                         s.name,
                         s.verdict,
                         s.observed,
                         s.n,
-                        f"{_cell(s.ci_low)} – {_cell(s.ci_high)}" if s.ci_low is not None else "–",
+                        _interval(r.ci_method if s.observed is not None else None, s.ci_low, s.ci_high),
+                        "–" if s.runs_needed is None else s.runs_needed,
                         s.why,
                     ]
                     for s in r.strata
