@@ -117,21 +117,31 @@ def test_s3_missing_output_bucket_is_an_error_not_created(s3_bucket, workspace, 
 
 @pytest.mark.s3
 def test_s3_bad_credentials(s3_bucket, workspace, capsys, monkeypatch):
+    import requests
     import s3fs
 
     tmp_path, config = workspace
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    s3fs.S3FileSystem.clear_instance_cache()
-    # moto accepts any key unless IAM is enforced: a bucket policy-less server cannot reject it, so the
-    # check is that whatever botocore raises surfaces as one line with the URL.
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "false")
-    code = run_cli(
-        "run", "--artifacts", s3_bucket.url("none"), "--out", str(tmp_path / "out"), "--config", str(config)
-    )
+    # The moto server checks signatures only once told to (its reset-auth endpoint); keys it has never
+    # issued are then rejected as S3 would reject them.
+    reset_auth = f"{s3_bucket.endpoint_url}/moto-api/reset-auth"
+    requests.post(reset_auth, data="0", timeout=10).raise_for_status()
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        s3fs.S3FileSystem.clear_instance_cache()
+        code = run_cli(
+            "run", "--artifacts", s3_bucket.url("ci"), "--out", str(tmp_path / "out"), "--config", str(config)
+        )
+    finally:
+        requests.post(reset_auth, data="inf", timeout=10).raise_for_status()
+        s3fs.S3FileSystem.clear_instance_cache()
     captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert code == 2 and f"error: artifact root {s3_bucket.url('none')}" in captured.err
+    line = captured.err.strip()
+    assert code == 2, captured
+    assert "\n" not in line and "Traceback" not in line, line
+    assert line.startswith(f"error: artifact root {s3_bucket.url('ci')}: cannot be read ("), line
+    assert "InvalidAccessKeyId" in line, line  # the cause, as S3 names it
 
 
 @pytest.mark.s3
