@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom, norm
 
+from gate_pipeline.lib.intervals import order_statistic_ranks
+
 
 @dataclass(frozen=True)
 class RateCI:
@@ -199,17 +201,13 @@ class QuantileCI:
 
 
 def quantile_ranks(n: int, q: float, level: float) -> tuple[int | None, int | None]:
-    """1-based ranks (l, u) of the exact two-sided order-statistic interval [x_(l), x_(u)] for the q quantile.
-
-    With B ~ Binomial(n, q) (how many values fall below the true quantile), l = F_B^-1(alpha/2) and
-    u = the smallest u with P(B >= u) <= alpha/2, plus one (the +1 turns "B < u" into the order statistic
-    x_(u)), so P(x_(l) <= quantile <= x_(u)) >= P(l <= B < u) >= level. A rank outside 1..n is None: at that
-    n no order statistic gives the bound. Same ranks as ``scipy.stats.quantile_test(...).confidence_interval``.
+    """1-based ranks (l, u) of the exact two-sided order-statistic interval [x_(l), x_(u)] for the q quantile
+    at ``level`` (:func:`gate_pipeline.lib.intervals.order_statistic_ranks` with alpha/2 on each side, the
+    decision engine's function). A rank outside 1..n is None: at that n no order statistic gives the bound.
+    Same ranks as ``scipy.stats.quantile_test(...).confidence_interval``.
     """
     half = (1 - level) / 2
-    dist = binom(n, q)
-    low = int(dist.ppf(half))  # 1-based rank = scipy's 0-based index + 1
-    high = int(dist.isf(half)) + 1
+    low, high = (int(r) for r in order_statistic_ranks(n, q, half, half))
     return (low if low >= 1 else None), (high if high <= n else None)
 
 
