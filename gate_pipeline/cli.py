@@ -219,6 +219,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import orjson
 
     from gate_pipeline.definitions import RECLASSIFY_JOB
+    from gate_pipeline.lib.reports import key_figures
     from gate_pipeline.summary import print_summary
 
     settings = _settings(args)
@@ -249,19 +250,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         old = before["decision"]
         print(f"\nDecision before → after: {old['verdict']} → {decision['verdict']}")
         after = orjson.loads(outputs.read_bytes("rollout_metrics.json"))
-        for key, label in (
-            ("false_discovery_rate", "False-discovery rate (false positives / flagged runs)"),
-            ("false_positive_rate", "False-positive rate (false positives / clean runs)"),
-        ):
-            was, now = _warn_threshold_figure(before, key), _warn_threshold_figure(after, key)
-            print(f"{label} of the candidate's WARN threshold, with whitelist: {was} → {now}")
+        was, now = key_figures(before), key_figures(after)
+        for label in [k for k in was if k != "verdict"]:
+            print(f"{label}: {_figure(was[label])} → {_figure(now[label])}")
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
-def _warn_threshold_figure(metrics: dict, key: str) -> float | str:
-    """A with-whitelist figure of the WARN threshold; "n/a" without a threshold (too few runs) or a value."""
-    block = metrics["statistics"].get("warn_threshold", {}).get("with_whitelist") or {}
-    value = block.get(key)
+def _figure(value: object) -> object:
+    """A figure as printed: "n/a" when there is none (e.g. no WARN threshold under its minimum runs)."""
     return "n/a" if value is None else value
 
 

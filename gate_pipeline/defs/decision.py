@@ -108,13 +108,37 @@ def check_severity(verdict: str, rule_severity: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR
 
 
-def previous_decision(instance: dg.DagsterInstance) -> dict[str, str]:
-    """Verdict and provenance hashes of the last gate_decision materialization ({} if none)."""
+def previous_decision(instance: dg.DagsterInstance) -> tuple[dict[str, str], dict | None]:
+    """Verdict and provenance hashes of the last gate_decision materialization ({} if none), and its key
+    figures (None if none were recorded)."""
     event = instance.get_latest_materialization_event(dg.AssetKey("gate_decision"))
     if event is None or event.asset_materialization is None:
-        return {}
+        return {}, None
     metadata = event.asset_materialization.metadata
-    return {k: str(v.value) for k, v in metadata.items() if k == "verdict" or k in PROVENANCE_LABELS}
+    figures = metadata.get("key_figures")
+    return (
+        {k: str(v.value) for k, v in metadata.items() if k == "verdict" or k in PROVENANCE_LABELS},
+        figures.value if figures is not None else None,
+    )
+
+
+def before_after(previous: dict | None, current: dict) -> dg.TableMetadataValue:
+    """Each key figure before (the previous decision) and after (this one): what a whitelist or config
+    change did, on the decision's own page."""
+    records = [
+        dg.TableRecord(
+            {
+                "figure": label,
+                "before": "(none)"
+                if previous is None or previous.get(label) is None
+                else str(previous[label]),
+                "after": "(none)" if value is None else str(value),
+            }
+        )
+        for label, value in current.items()
+    ]
+    columns = [dg.TableColumn(name, "string") for name in ("figure", "before", "after")]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
 
 
 def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = None) -> list:
@@ -183,7 +207,8 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
             if table.num_rows
             else []
         )
-        previous = previous_decision(context.instance)
+        previous, previous_figures = previous_decision(context.instance)
+        figures = reports.key_figures(doc)
         yield dg.MaterializeResult(
             asset_key="gate_decision",
             metadata={
@@ -199,6 +224,8 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 # The asset's history reads as a decision log: what it said before and what changed since.
                 "verdict_change": f"{previous.get('verdict', '(none)')} → {decision.verdict}",
                 "changed_since_previous": ", ".join(changed_inputs(previous, hashes)) or "nothing",
+                "before_after": before_after(previous_figures, figures),
+                "key_figures": dg.MetadataValue.json(figures),
                 VERDICT_CODE: decision.decision_as_number,
                 **hashes,
                 "rollout_metrics": dg.MetadataValue.path(path),

@@ -86,3 +86,38 @@ def test_decision_metadata_is_a_decision_log(tmp_path):
         meta2 = second.materialization.metadata
         assert meta2["changed_since_previous"].value == "config"
         assert meta2["verdict_change"].value == f"HOLD → {meta2['verdict'].value}"
+        rows = {r.data["figure"]: r.data for r in meta2["before_after"].value.records}
+        assert rows["verdict"] == {"figure": "verdict", "before": "HOLD", "after": meta2["verdict"].value}
+        assert (
+            rows["class occurrences, whitelisted"]["before"]
+            == rows["class occurrences, whitelisted"]["after"]
+        )
+        first_rows = {r.data["figure"]: r.data for r in meta["before_after"].value.records}
+        assert first_rows["verdict"]["before"] == "(none)"
+
+
+def test_key_figures_sum_class_occurrences_by_kind():
+    from gate_pipeline.lib.reports import key_figures
+
+    doc = {
+        "decision": {"verdict": "GO"},
+        "statistics": {
+            "class_frequencies": {
+                "frequencies": [
+                    {"scope": "overall", "kind": "whitelisted", "runs": 3},
+                    {"scope": "overall", "kind": "whitelisted", "runs": 2},
+                    {"scope": "overall", "kind": "non_whitelisted", "runs": 4},
+                    {"scope": "policy_hash", "kind": "whitelisted", "runs": 99},
+                    {"scope": "overall", "kind": "cause", "runs": 7},
+                ]
+            },
+            "warn_threshold": {"with_whitelist": {"false_discovery_rate": 0.25, "false_positive_rate": None}},
+        },
+    }
+    assert key_figures(doc) == {
+        "verdict": "GO",
+        "class occurrences, whitelisted": 5,
+        "class occurrences, non-whitelisted": 4,
+        "false_discovery_rate (WARN threshold, with whitelist)": 0.25,
+        "false_positive_rate (WARN threshold, with whitelist)": None,
+    }

@@ -12,7 +12,7 @@ from gate_pipeline.lib.reports.chart_cache import CHART_CACHE, chart_inputs, cha
 from gate_pipeline.lib.reports.ci_comment import render_ci_comment
 from gate_pipeline.lib.reports.markdown import render_report_md
 from gate_pipeline.lib.reports.markdown_table import markdown_table
-from gate_pipeline.lib.reports.rollout_metrics import PROVENANCE_KEYS, rollout_metrics_document
+from gate_pipeline.lib.reports.rollout_metrics import PROVENANCE_KEYS, key_figures, rollout_metrics_document
 
 __all__ = [
     "CHART_CACHE",
@@ -23,6 +23,7 @@ __all__ = [
     "chart_png",
     "daily_unknown_rate",
     "dumps_canonical",
+    "key_figures",
     "markdown_table",
     "normalize_json",
     "render_chart",

@@ -36,3 +36,22 @@ def rollout_metrics_document(
             "provenance": dict(provenance),
         }
     )
+
+
+def key_figures(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures an operator compares before and after a whitelist or config change, from a
+    rollout_metrics.json document: the verdict, runs by unknown-reason kind, and the candidate WARN
+    threshold's false-discovery and false-positive rates with the whitelist (None without a threshold)."""
+    statistics = document.get("statistics", {})
+    kinds: dict[str, int] = {}
+    for row in statistics.get("class_frequencies", {}).get("frequencies", []):
+        if row.get("scope") == "overall" and row.get("kind") in ("whitelisted", "non_whitelisted"):
+            kinds[row["kind"]] = kinds.get(row["kind"], 0) + int(row.get("runs") or 0)
+    with_whitelist = (statistics.get("warn_threshold") or {}).get("with_whitelist") or {}
+    return {
+        "verdict": document.get("decision", {}).get("verdict"),
+        "class occurrences, whitelisted": kinds.get("whitelisted", 0),
+        "class occurrences, non-whitelisted": kinds.get("non_whitelisted", 0),
+        "false_discovery_rate (WARN threshold, with whitelist)": with_whitelist.get("false_discovery_rate"),
+        "false_positive_rate (WARN threshold, with whitelist)": with_whitelist.get("false_positive_rate"),
+    }
