@@ -55,7 +55,7 @@ from gate_pipeline.lib.rules.config import (
     load_decision_config,
     parse_decision_config,
 )
-from gate_pipeline.lib.rules.engine import decision_as_number, evaluate, used_columns
+from gate_pipeline.lib.rules.engine import evaluate, used_columns
 from gate_pipeline.lib.rules.results import Decision, DecisionMethod, RuleResult, StratumResult
 
 __all__ = [
@@ -76,7 +76,6 @@ __all__ = [
     "RollbackRule",
     "RuleResult",
     "StratumResult",
-    "decision_as_number",
     "evaluate",
     "load_decision_config",
     "parse_decision_config",

@@ -187,8 +187,3 @@ def _method(s: DecisionSettings, sizes: dict[str, int]) -> DecisionMethod:
         no_go_tests=sizes["no_go"],
         rollback_tests=sizes["rollback"],
     )
-
-
-def decision_as_number(verdict: str) -> int:
-    """GO=1, HOLD=0, NO_GO=-1, ROLLBACK=-2 (for plotting the decision over time)."""
-    return DECISION_NUMBERS[verdict]
