@@ -1,6 +1,7 @@
 """Run the whole asset graph in-process on a tmp folder, the way the CLI does."""
 
 import contextlib
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,23 @@ def materialize_all(settings: Settings, first: str, last: str, instance: dg.Dags
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     with dg.instance_for_test() as temp_instance:
         return job.execute_in_process(instance=temp_instance, tags=tags, raise_on_error=False)
+
+
+S3_ROOT_VARS = ("CI_ARTIFACT_PATH", "GATE_PIPELINE_OUT", "GATE_PIPELINE_DATA", "GATE_PIPELINE_CONFIG")
+
+
+def assert_s3_outputs_equal_local_run(s3_bucket, tmp_path: Path, monkeypatch, capsys, reports: str) -> None:
+    """A local CLI run of the sample (its own DAGSTER_HOME, the S3 roots unset) publishes every output
+    byte-identical to the ones under ``s3_bucket``/``reports``."""
+    local_out = tmp_path / "local"
+    shutil.copytree(CONFIG, tmp_path / "config")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "local_home"))
+    for key in S3_ROOT_VARS:
+        monkeypatch.delenv(key)
+    code = run_cli(
+        "run", "--artifacts", str(SAMPLE), "--out", str(local_out), "--config", str(tmp_path / "config")
+    )
+    capsys.readouterr()
+    assert code == 0
+    for name in OUTPUTS:
+        assert s3_bucket.upath(f"{reports}/{name}").read_bytes() == (local_out / name).read_bytes(), name

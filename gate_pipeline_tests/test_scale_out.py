@@ -7,14 +7,13 @@ cache, the statistics) is on S3. The outputs must equal a local in-process run b
 """
 
 import os
-import shutil
 
 import dagster as dg
 import pytest
 
 from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
 from gate_pipeline.settings import Settings
-from gate_pipeline_tests.pipeline_helpers import CONFIG, OUTPUTS, SAMPLE, date_range, run_cli
+from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, assert_s3_outputs_equal_local_run, date_range
 from gate_pipeline_tests.postgres_server import postgres_instance_yaml
 from gate_pipeline_tests.s3_server import upload_tree
 
@@ -74,15 +73,4 @@ def test_multiprocess_run_on_postgres_and_s3_matches_local_run(
         f"{day}.parquet" for day in days
     ]
 
-    local_out = tmp_path / "local"
-    shutil.copytree(CONFIG, tmp_path / "config")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "local_home"))
-    for key in ("CI_ARTIFACT_PATH", "GATE_PIPELINE_OUT", "GATE_PIPELINE_DATA", "GATE_PIPELINE_CONFIG"):
-        monkeypatch.delenv(key)
-    code = run_cli(
-        "run", "--artifacts", str(SAMPLE), "--out", str(local_out), "--config", str(tmp_path / "config")
-    )
-    capsys.readouterr()
-    assert code == 0
-    for name in OUTPUTS:
-        assert s3_bucket.upath(f"ci/reports/{name}").read_bytes() == (local_out / name).read_bytes(), name
+    assert_s3_outputs_equal_local_run(s3_bucket, tmp_path, monkeypatch, capsys, "ci/reports")
