@@ -26,12 +26,20 @@ class BackfillResult:
 
 
 def whitelist_backfill(
-    run_child, step_stats, child_env, venv_bin: Path, artifacts: Path, out: Path, home: Path, log: Path
+    run_child,
+    step_stats,
+    child_env,
+    venv_bin: Path,
+    artifacts: Path,
+    out: Path,
+    home: Path,
+    log: Path,
+    base_config: Path = ROOT / "config",
 ):
     """Edit a copy of the whitelist (one more entry), then `gate-pipeline backfill` over the same --out/instance."""
     config = out.parent / "config-backfill"
     shutil.rmtree(config, ignore_errors=True)
-    shutil.copytree(ROOT / "config", config)
+    shutil.copytree(base_config, config)
     whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())
     whitelist["entries"].append(
         {

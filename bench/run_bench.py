@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV_BIN = Path(sys.executable).parent
@@ -211,13 +213,30 @@ def step_stats(home: Path, run_id: str) -> list[tuple[str, float, float]]:
     return sorted(rows, key=lambda r: r[1])
 
 
-def run_pipeline(artifacts: Path, out: Path, home: Path, log: Path, fresh: bool = True) -> PipelineRun:
+def bench_config(results: Path) -> Path:
+    """The repo's config, except that date folders in the future are built: the synthetic corpora run from
+    2026-03-01 for up to 365 days, past today, and the contenders must all read the same days."""
+    config = results / "config"
+    shutil.rmtree(config, ignore_errors=True)
+    shutil.copytree(ROOT / "config", config)
+    pipeline = config / "pipeline.yaml"
+    data = yaml.safe_load(pipeline.read_text()) or {}
+    data.setdefault("partitions", {})["max_future_days"] = 3650
+    pipeline.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config
+
+
+def run_pipeline(
+    artifacts: Path, out: Path, home: Path, log: Path, fresh: bool = True, config: Path | None = None
+) -> PipelineRun:
     """One `gate-pipeline run`; fresh=True wipes --out and DAGSTER_HOME first (a cold build)."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     cmd = [str(VENV_BIN / "gate-pipeline"), "run", "--artifacts", str(artifacts), "--out", str(out)]
+    if config is not None:
+        cmd += ["--config", str(config)]
     child = run_child(cmd, _child_env(home), log)
     match = RUN_LINE.search(child.stdout)
     if not match:
@@ -309,7 +328,9 @@ def bench_size(args: argparse.Namespace, runs: int, keep_last: bool) -> SizeResu
     for trial in range(1, repeat + 1):
         tdir = size_dir / f"trial-{trial}"
         warm()
-        pipe = run_pipeline(artifacts, tdir / "out", tdir / "dagster_home", tdir / "pipeline.log")
+        pipe = run_pipeline(
+            artifacts, tdir / "out", tdir / "dagster_home", tdir / "pipeline.log", config=args.config_dir
+        )
         children = {}
         if args.script:
             # The one-loop script a user would write (shared/bench/naive.py), interleaved with ours.
@@ -443,7 +464,12 @@ def bench_incremental(args: argparse.Namespace, result: SizeResult) -> None:
     )
     try:
         inc = run_pipeline(
-            artifacts, tdir / "out", tdir / "dagster_home", tdir / "incremental.log", fresh=False
+            artifacts,
+            tdir / "out",
+            tdir / "dagster_home",
+            tdir / "incremental.log",
+            fresh=False,
+            config=args.config_dir,
         )
     finally:
         shutil.rmtree(artifacts / day, ignore_errors=True)  # keep the cached corpus as generated
@@ -476,6 +502,7 @@ def bench_backfill(args: argparse.Namespace, result: SizeResult) -> list[str]:
         tdir / "out",
         tdir / "dagster_home",
         tdir / "backfill.log",
+        base_config=args.config_dir,
     )
     ratio = bf.wall_s / cold.child.wall_s
     line = (
@@ -664,6 +691,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--repeat: give one count or one per size ({len(args.sizes)}), each >= 1; got {args.repeat!r}"
         )
     args.repeats = dict(zip(args.sizes, repeats, strict=True))
+    args.config_dir = None  # set by main() once the results folder exists
     if not args.script.is_file():
         print(f"note: {args.script} not found: no pipeline/script ratio this run (give --script)")
         args.script = None
@@ -679,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         f"bench: sizes {args.sizes}, trials {args.repeats}, days per size "
         f"{[days_for(s, args.days) for s in args.sizes]}, bad fraction {args.bad}; {machine()}"
     )
+    args.results.mkdir(parents=True, exist_ok=True)
+    args.config_dir = bench_config(args.results)
     results: list[SizeResult] = []
     largest = args.sizes[-1]
     for runs in args.sizes:
