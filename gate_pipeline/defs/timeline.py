@@ -38,14 +38,16 @@ def build_timeline_assets() -> list:
         data, outputs = storage.data(), storage.outputs()
         history = analysis.read_history(data.read_bytes(HISTORY_FILE), frame_columns(cfg)).to_pandas()
         previous = data.read_parquet(TIMELINE_FILE) if data.exists(TIMELINE_FILE) else None
+        lifecycle_cfg = lifecycle_config(storage, cfg)
         frame, evaluated = timeline.build_timeline(
             history,
             cfg,
             lifecycle.read_log(outputs, cfg.phase_order),
             config_sha256=config_sha256(decision_config_files(storage)),
             whitelist_sha256=storage.whitelist().sha256,
-            chart_rule=lifecycle_config(storage, cfg).timeline_chart_rule,
+            chart_rule=lifecycle_cfg.timeline_chart_rule,
             previous=previous,
+            max_days=lifecycle_cfg.timeline_max_days,
         )
         data.write_parquet(frame, TIMELINE_FILE)
         csv_path = outputs.write_bytes(analysis.table_csv_bytes(timeline.published(frame)), *TIMELINE_CSV)

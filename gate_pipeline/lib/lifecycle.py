@@ -73,6 +73,12 @@ class LifecycleConfig(_Strict):
     timeline_chart_rule: str = Field(
         "fail_rate", description="the rule whose value, interval and threshold decision_timeline.png draws"
     )
+    timeline_max_days: int = Field(
+        30,
+        ge=0,
+        description="decision_timeline covers the last this many days with runs (0 = all): each day is one "
+        "evaluation of the rules (~0.5 s at 100k runs), which a cold build pays for every day",
+    )
 
 
 def load_lifecycle_config(raw: bytes | None, source: str, phase_order: list[str]) -> LifecycleConfig:

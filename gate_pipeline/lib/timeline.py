@@ -103,9 +103,13 @@ def build_timeline(
     whitelist_sha256: str,
     chart_rule: str,
     previous: pd.DataFrame | None = None,
+    max_days: int = 0,
 ) -> tuple[pd.DataFrame, int]:
-    """The timeline and how many days were evaluated (the rest reused from ``previous``)."""
+    """The timeline over the last ``max_days`` days with runs (0 = all) and how many days were evaluated (the
+    rest reused from ``previous``)."""
     keys = day_keys(history)
+    if max_days:
+        keys = keys.tail(max_days)
     ts = pd.to_datetime(history["timestamp"], utc=True)
     times = [parse_time(e.at) for e in entries]
     reuse = {}

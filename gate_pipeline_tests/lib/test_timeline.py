@@ -85,3 +85,15 @@ def test_a_transition_in_the_log_changes_the_phase_from_that_day_on(tmp_path):
     assert frame["phase"].tolist() == ["observe"] * 3 + ["warn"] * 3
     assert frame["log_lines"].tolist() == [0, 0, 0, 1, 1, 1]
     assert frame["threshold"].tolist() == [0.10] * 3 + [0.05] * 3  # the warn phase's FAIL-rate threshold
+
+
+def test_max_days_keeps_the_last_days_and_evaluates_only_them():
+    cfg = load("policy_constants.yaml")
+    full, _ = build(history(), cfg)
+    frame, evaluated = timeline.build_timeline(
+        history(), cfg, [], config_sha256="c1", whitelist_sha256="w1", chart_rule="fail_rate", max_days=2
+    )
+    assert evaluated == 2
+    assert frame["date"].tolist() == ["2026-03-05", "2026-03-06"]
+    # The same rows a full timeline has for those days: a window, not another computation.
+    pd.testing.assert_frame_equal(frame, full.tail(2).reset_index(drop=True))
