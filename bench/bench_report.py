@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +69,59 @@ def _fmt_trials(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values)
 
 
+def _median_parts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    keys = dict.fromkeys(k for d in dicts for k in d)
+    return {k: statistics.median([d.get(k, 0.0) for d in dicts]) for k in keys}
+
+
+def _stage_breakdown(results: list[SizeResult]) -> list[str]:
+    """The cold build split further (medians over trials): start-up by the run's events, daily_tables by
+    its stage clocks (workers summed; the step's own process), CPU of the whole process tree, events."""
+    out = ["", "The cold build by stage (medians over trials):", ""]
+    for r in results:
+        runs = r.pipeline
+        cpu = statistics.median([p.cpu_s for p in runs])
+        workers = statistics.median([p.workers_cpu_s for p in runs])
+        wall = r.pipeline_s
+        line = [
+            f"- {r.runs:,} runs: CPU {cpu:.1f}s user+system, all the pipeline's processes "
+            f"({workers:.1f}s of it in the daily workers; {cpu / wall:.2f} cores busy on average over "
+            f"{wall:.1f}s wall)"
+        ]
+        if r.script:
+            line.append(f"the script: CPU {statistics.median([c.cpu_s for c in r.script]):.1f}s")
+        line.append(f"Dagster events stored per run: {statistics.median([p.events for p in runs]):.0f}")
+        out.append("; ".join(line) + ".")
+        startup = _median_parts([p.startup_parts for p in runs if p.startup_parts])
+        if startup:
+            out.append("  - start-up: " + "; ".join(f"{k} {v:.1f}s" for k, v in startup.items()) + ".")
+        staged = [p.stages for p in runs if p.stages]
+        if staged:
+            procs = staged[0].get("processes", 0)
+            w_wall = _median_parts([{k: v["wall_s"] for k, v in d["workers"].items()} for d in staged])
+            w_cpu = _median_parts([{k: v["cpu_s"] for k, v in d["workers"].items()} for d in staged])
+            step = _median_parts([{k: v["wall_s"] for k, v in d["step"].items()} for d in staged])
+            out.append(
+                f"  - daily_tables, worker stages (wall / CPU seconds summed over {procs} process(es)): "
+                + "; ".join(f"{k} {w_wall[k]:.1f} / {w_cpu[k]:.1f}" for k in w_wall)
+                + "."
+            )
+            out.append(
+                "  - daily_tables, the step's own process (wall seconds): "
+                + "; ".join(f"{k} {v:.1f}" for k, v in step.items())
+                + "."
+            )
+    out += [
+        "",
+        "Stage meanings: listing = one listing of a day's folder with sizes; reading = reading the artifact "
+        "bytes; parsing = JSON parsing and the per-day raw frame; normalizing, classifying, validating "
+        "(pandera), writing (parquet and counts); other = the rest of a worker's chunk; waiting for workers "
+        "= the step's process blocked on the next chunk; dagster events = storing observations and "
+        "materializations (SQLite event log); building results = computing the step's metadata.",
+    ]
+    return out
+
+
 def report(
     results: list[SizeResult], profile_text: str | None, probes: dict[str, float] | None = None
 ) -> str:
@@ -112,6 +166,7 @@ def report(
             f"- {r.runs:,} runs ({total:.1f}s): "
             + "; ".join(f"{name} {secs:.1f}s ({secs / total:.0%})" for name, secs in parts.items())
         )
+    out += _stage_breakdown(results)
     if probes:
         out += [
             "",

@@ -155,6 +155,7 @@ class ChildResult:
     started: float  # epoch seconds, comparable with Dagster's step stats
     ended: float
     stdout: str
+    cpu_s: float = 0.0  # user + system of the child and of every descendant it waited for (os.wait4)
 
 
 def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> ChildResult:
@@ -173,7 +174,8 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, log: Path | Non
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(text)
     # Linux reports ru_maxrss in KiB.
-    return ChildResult(wall, usage.ru_maxrss / 1024, proc.returncode, started, ended, text)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildResult(wall, usage.ru_maxrss / 1024, proc.returncode, started, ended, text, cpu)
 
 
 def _child_env(home: Path) -> dict[str, str]:
@@ -194,6 +196,22 @@ class PipelineRun:
     startup_s: float = 0.0
     gaps_s: float = 0.0
     tail_s: float = 0.0
+    startup_parts: dict[str, float] = field(default_factory=dict)  # the start-up split by the run's events
+    events: int = 0  # Dagster events the run stored
+    stages: dict = field(default_factory=dict)  # daily_tables' stage times (lib/daily.stages_message)
+
+    @property
+    def workers_cpu_s(self) -> float:
+        """CPU of daily_tables' worker processes, from its stage line (0 when it ran in-process). They are
+        children of a forkserver the CLI never waits for, so os.wait4 does not include them."""
+        if not self.stages or self.stages.get("processes", 1) <= 1:
+            return 0.0
+        return sum(v["cpu_s"] for v in self.stages["workers"].values())
+
+    @property
+    def cpu_s(self) -> float:
+        """User + system CPU of the CLI (os.wait4, with the children it waited for) and its workers."""
+        return self.child.cpu_s + self.workers_cpu_s
 
     @property
     def compute_s(self) -> float:
@@ -261,7 +279,40 @@ def run_pipeline(
         result.startup_s = max(0.0, first - child.started)
         result.tail_s = max(0.0, child.ended - last)
         result.gaps_s = max(0.0, (last - first) - result.compute_s)
+        run_breakdown(home, result)
     return result
+
+
+def run_breakdown(home: Path, result: PipelineRun) -> None:
+    """From the run's event log: the start-up split at run creation (its first event, the planned
+    events) and the run's start, the number of events, and daily_tables' stage line."""
+    import dagster as dg
+
+    from gate_pipeline.lib.daily import STAGES_LOG
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        logs = instance.all_logs(result.run_id)
+    finally:
+        instance.dispose()
+    result.events = len(logs)
+
+    def first(kind: str) -> float | None:
+        return next(
+            (e.timestamp for e in logs if e.dagster_event and e.dagster_event.event_type_value == kind), None
+        )
+
+    created, started, step = logs[0].timestamp if logs else None, first("PIPELINE_START"), first("STEP_START")
+    if created and started and step:
+        result.startup_parts = {
+            "process start to run creation (imports, Definitions, instance, listing the corpus)": created
+            - result.child.started,
+            "run creation (planned events: one per asset and partition)": started - created,
+            "run start to first step": step - started,
+        }
+    for entry in logs:
+        if entry.user_message.startswith(STAGES_LOG):
+            result.stages = json.loads(entry.user_message[len(STAGES_LOG) :])
 
 
 # --------------------------------------------------------------------------------------------- trials
@@ -315,7 +366,12 @@ def bench_size(args: argparse.Namespace, runs: int, keep_last: bool) -> SizeResu
     size_dir = args.results / str(runs)
     days = days_for(runs, args.days)
     print(f"\n== {runs} runs, {days} days ==", flush=True)
-    artifacts, _ = ensure_corpus(size_dir, runs, days, args.bad, args.duplicates, args.seed)
+    if args.corpus:  # a corpus generated elsewhere (shared, read-only): used as it is
+        artifacts = args.corpus
+        days = sum(1 for d in artifacts.iterdir() if re.match(r"^\d{4}-\d{2}-\d{2}$", d.name))
+        size_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        artifacts, _ = ensure_corpus(size_dir, runs, days, args.bad, args.duplicates, args.seed)
     files, nbytes = corpus_size(artifacts)
     result = SizeResult(runs, days, files, nbytes)
     print(f"  corpus: {files} files, {nbytes / 1e6:.1f} MB")
@@ -673,6 +729,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=ROOT.parent / "shared" / "bench" / "naive.py",
         help="the one-loop reference script the targets are set against (skipped with a note when absent)",
     )
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="use this existing corpus (e.g. a shared /work/corpus100k) for the one size in --sizes instead "
+        "of generating one; it is only read (not with --incremental)",
+    )
     p.add_argument("--benchmarks-md", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument(
@@ -692,6 +755,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     args.repeats = dict(zip(args.sizes, repeats, strict=True))
     args.config_dir = None  # set by main() once the results folder exists
+    if args.corpus and (len(args.sizes) != 1 or args.incremental or not args.corpus.is_dir()):
+        p.error("--corpus: one size in --sizes, an existing folder, and no --incremental (it adds a day)")
     if not args.script.is_file():
         print(f"note: {args.script} not found: no pipeline/script ratio this run (give --script)")
         args.script = None

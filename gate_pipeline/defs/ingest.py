@@ -26,6 +26,7 @@ from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.validated import RUN_TABLE, run_table_check_spec, run_table_spec, table_results
 from gate_pipeline.lib import daily
 from gate_pipeline.lib.ingest import IngestLimits
+from gate_pipeline.lib.stage_clock import StageClock
 from gate_pipeline.lib.tables import QuarantinedFiles
 from gate_pipeline.settings import PipelineConfig, Settings
 
@@ -100,7 +101,14 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
         files_read = 0
         table_failures: list[dict] = []
         classified_failures: list[dict] = []
-        for chunk in daily.process_days(job, days, n_workers):
+        workers_clock, step_clock = StageClock(), StageClock()  # summed over the workers; this process
+        chunks = daily.process_days(job, days, n_workers)
+        while True:
+            with step_clock.stage("waiting for workers"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            workers_clock.add(chunk.stages)
             results.extend(chunk.days)
             files_read += chunk.files_read
             table_failures.extend(chunk.table_failures)
@@ -109,15 +117,22 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
                 counts = {**(day.ingest_counts or {}), **(day.table_counts or {})}
                 if counts:  # one observation per day: the per-partition counts in the UI
                     key = RUN_TABLE if day.table_counts is not None else RAW_RUNS
-                    context.log_event(dg.AssetObservation(asset_key=key, partition=day.day, metadata=counts))
+                    with step_clock.stage("dagster events"):
+                        context.log_event(
+                            dg.AssetObservation(asset_key=key, partition=day.day, metadata=counts)
+                        )
         processes = min(n_workers, len(days))
         context.log.info(f"{len(days)} day(s) in {processes} process(es)")
+        outputs = []
         if job.ingest:
-            yield from _ingest_results(selected, storage, results, processes, files_read)
+            outputs.append(_ingest_results(selected, storage, results, processes, files_read))
         if job.table:
-            yield from table_results(context, results, table_failures)
+            outputs.append(table_results(context, results, table_failures))
         if whitelist is not None and not table_failures:
-            yield from classified_results(context, whitelist, results, classified_failures, files_read)
+            outputs.append(classified_results(context, whitelist, results, classified_failures, files_read))
+        for output in outputs:
+            yield from step_clock.timed_yields(output, work="building results", handling="dagster events")
+        context.log.info(daily.stages_message(processes, workers_clock, step_clock))
 
     return [daily_tables]
 

@@ -26,6 +26,7 @@ import pandas as pd
 from gate_pipeline.lib import ingest
 from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS, classify_runs
 from gate_pipeline.lib.normalize import normalize_day
+from gate_pipeline.lib.stage_clock import StageClock
 from gate_pipeline.lib.storage import CountingStore, Store, parquet_bytes, sha256_bytes
 from gate_pipeline.lib.tables import BatchValidator, ClassifiedRuns, RunTable
 from gate_pipeline.lib.whitelist import Whitelist
@@ -114,6 +115,7 @@ class ChunkResult:
     table_failures: list[dict]
     classified_failures: list[dict]
     files_read: int
+    stages: StageClock = field(default_factory=StageClock)  # where the chunk's worker spent its time
 
 
 def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
@@ -122,6 +124,14 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
     A day's classified_runs is written only when the chunk's tables validated, so a blocking run_table
     failure never lets a classification through.
     """
+    clock = StageClock()
+    with clock.stage("other"):
+        chunk = _process_chunk(job, days, clock)
+    chunk.stages = clock
+    return chunk
+
+
+def _process_chunk(job: DailyJob, days: list[str], clock: StageClock) -> ChunkResult:
     artifacts = CountingStore(Store.at(job.artifacts_url, job.storage_options))
     data = Store.at(job.data_url, job.storage_options)
     results = [DayResult(day) for day in days]
@@ -132,11 +142,12 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
         day = result.day
         raw = None
         if job.ingest:
-            scan = ingest.scan_day(artifacts, day, job.limits)
+            scan = ingest.scan_day(artifacts, day, job.limits, clock)
             raw = scan.raw_runs
-            data.write_parquet(raw, RAW_RUNS, day_file(day))
-            data.write_parquet(scan.quarantine, QUARANTINED_FILES, day_file(day))
-            data.write_bytes(_json(scan.counts), INGEST_COUNTS, f"{day}.json")
+            with clock.stage("writing"):
+                data.write_parquet(raw, RAW_RUNS, day_file(day))
+                data.write_parquet(scan.quarantine, QUARANTINED_FILES, day_file(day))
+                data.write_bytes(_json(scan.counts), INGEST_COUNTS, f"{day}.json")
             result.ingest_counts, result.quarantine = scan.counts, scan.quarantine
             result.manifest = [f"{path}\t{size}\t{digest}" for path, size, digest in scan.manifest]
         if job.table:
@@ -144,12 +155,15 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
                 if not data.exists(RAW_RUNS, day_file(day)):
                     result.missing_input = RAW_RUNS
                     continue
-                raw = data.read_parquet(RAW_RUNS, day_file(day))
-            table, rejected = normalize_day(raw, job.limits.timestamp_window_days)
+                with clock.stage("reading"):
+                    raw = data.read_parquet(RAW_RUNS, day_file(day))
+            with clock.stage("normalizing"):
+                table, rejected = normalize_day(raw, job.limits.timestamp_window_days)
             if job.whitelist is None:
                 table_validator.add(day, table)
-            data.write_parquet(table, RUN_TABLE, day_file(day))
-            data.write_parquet(rejected, RUN_TABLE_DUPLICATES, day_file(day))
+            with clock.stage("writing"):
+                data.write_parquet(table, RUN_TABLE, day_file(day))
+                data.write_parquet(rejected, RUN_TABLE_DUPLICATES, day_file(day))
             failed = int((rejected["reason"] == "normalize_failed").sum())
             result.table_counts = {
                 "runs_in": len(raw),
@@ -157,23 +171,31 @@ def process_chunk(job: DailyJob, days: list[str]) -> ChunkResult:
                 "duplicates_quarantined": len(rejected) - failed,
                 "runs_failed": failed,
             }
-            data.write_bytes(_json(result.table_counts), TABLE_COUNTS, f"{day}.json")
+            with clock.stage("writing"):
+                data.write_bytes(_json(result.table_counts), TABLE_COUNTS, f"{day}.json")
             result.field_issue_runs = int((table["field_issues"] != "[]").sum())
             tables[day] = table
     if job.whitelist is None:
-        return ChunkResult(results, table_validator.flush(), [], artifacts.reads)
+        with clock.stage("validating"):
+            table_failures = table_validator.flush()
+        return ChunkResult(results, table_failures, [], artifacts.reads)
     if job.table:
         # ClassifiedRuns is RunTable plus the class columns: one pandera call checks both tables; a failure
         # in a run_table column is the run_table check's, and then nothing is classified.
-        classified = {day: classify_runs(table, job.whitelist) for day, table in tables.items()}
-        table_failures, classified_failures = _split_failures(_validate(classified))
+        with clock.stage("classifying"):
+            classified = {day: classify_runs(table, job.whitelist) for day, table in tables.items()}
+        with clock.stage("validating"):
+            table_failures, classified_failures = _split_failures(_validate(classified))
         if table_failures:
             classified = {}
     else:
-        classified = _classify_stored(job.whitelist, data, results)
-        table_failures, classified_failures = [], _validate(classified)
+        with clock.stage("classifying"):  # includes reading the stored run tables
+            classified = _classify_stored(job.whitelist, data, results)
+        with clock.stage("validating"):
+            table_failures, classified_failures = [], _validate(classified)
     if not classified_failures:
-        _write_classified(data, results, classified)
+        with clock.stage("writing"):
+            _write_classified(data, results, classified)
     return ChunkResult(results, table_failures, classified_failures, artifacts.reads)
 
 
@@ -213,6 +235,16 @@ def _write_classified(data: Store, results: list[DayResult], classified: dict[st
         result.classified_rows = len(frame)
         result.whitelisted_runs = int((frame["whitelisted_classes"] != "[]").sum())
         result.non_whitelisted_runs = int((frame["non_whitelisted_reasons"] != "[]").sum())
+
+
+#: Start of the step's log line with its stage times (bench/run_bench.py reads it from the event log).
+STAGES_LOG = "daily_tables stages:"
+
+
+def stages_message(processes: int, workers: StageClock, step: StageClock) -> str:
+    """One log line: seconds per stage summed over the worker processes, and the step's own process."""
+    doc = {"processes": processes, "workers": workers.as_dict(), "step": step.as_dict()}
+    return f"{STAGES_LOG} {orjson.dumps(doc).decode()}"
 
 
 def _json(value: dict) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from gate_pipeline.lib.stage_clock import StageClock
 from gate_pipeline.lib.storage import Store, sha256_bytes
 from gate_pipeline.lib.tables import QuarantinedFiles
 
@@ -138,7 +139,9 @@ def _lenient_loads(text: str) -> Any:
         return None
 
 
-def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> DayScan:
+def scan_day(
+    store: Store, date: str, limits: IngestLimits | None = None, clock: StageClock | None = None
+) -> DayScan:
     """Discover, read and parse one day's artifacts.
 
     Counts (all visible as metadata): files discovered = accepted + quarantined + ignored (files
@@ -147,7 +150,14 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
     gate_result.json + runs quarantined (gate_result.json missing or bad, run folder refused).
     """
     limits = limits or IngestLimits()
-    listing = store.scan(date)  # one listing of the day, sizes included
+    clock = clock or StageClock()
+    with clock.stage("listing"):
+        listing = store.scan(date)  # one listing of the day, sizes included
+    with clock.stage("parsing"):
+        return _scan_listed(store, date, limits, listing, clock)
+
+
+def _scan_listed(store: Store, date: str, limits: IngestLimits, listing, clock: StageClock) -> DayScan:
     files = listing.files
     runs: dict[str, dict[str, Any]] = {}
     quarantine: list[tuple] = []
@@ -189,7 +199,8 @@ def scan_day(store: Store, date: str, limits: IngestLimits | None = None) -> Day
                 run_path = f"{parts[0]}/{parts[1]}"
                 runs.setdefault(run_path, {"other_files": 0})["other_files"] += 1
 
-    contents = store.read_files([rel for rel, _, _ in to_read])
+    with clock.stage("reading"):
+        contents = store.read_files([rel for rel, _, _ in to_read])
     manifest: list[tuple[str, int, str | None]] = []
     accepted_files = 0
     for rel, run_path, kind in to_read:

@@ -66,6 +66,13 @@ def test_worker_processes_write_the_same_bytes_and_count_their_reads(corpus, tmp
     assert all(d.classified_rows == d.table_counts["runs_accepted"] for d in flat)
     stored = pd.read_parquet(tmp_path / "serial" / "classified_runs" / f"{DAYS[0]}.parquet")
     assert len(stored) == flat[0].classified_rows and "unknown_classes" in stored
+    # Each chunk times its stages in the process that ran it, and the clocks come back with the result.
+    stages = ["other", "listing", "reading", "parsing", "writing", "normalizing", "classifying", "validating"]
+    for chunk in parallel:
+        assert sorted(chunk.stages.cpu) == sorted(stages)
+        assert all(v >= 0 for v in chunk.stages.cpu.values()) and chunk.stages.wall["reading"] > 0
+    line = daily.stages_message(2, parallel[0].stages, parallel[1].stages)
+    assert line.startswith(daily.STAGES_LOG) and '"processes":2' in line and '"parsing":{"wall_s":' in line
 
 
 def test_classification_alone_reads_stored_tables_and_no_artifact(corpus, tmp_path):
