@@ -365,12 +365,12 @@ def bench_size(args: argparse.Namespace, runs: int, keep_last: bool) -> SizeResu
     repeat = args.repeats[runs]
     size_dir = args.results / str(runs)
     days = days_for(runs, args.days)
-    print(f"\n== {runs} runs, {days} days ==", flush=True)
     if args.corpus:  # a corpus generated elsewhere (shared, read-only): used as it is
         artifacts = args.corpus
         days = sum(1 for d in artifacts.iterdir() if re.match(r"^\d{4}-\d{2}-\d{2}$", d.name))
         size_dir.mkdir(parents=True, exist_ok=True)
-    else:
+    print(f"\n== {runs} runs, {days} days ==", flush=True)
+    if not args.corpus:
         artifacts, _ = ensure_corpus(size_dir, runs, days, args.bad, args.duplicates, args.seed)
     files, nbytes = corpus_size(artifacts)
     result = SizeResult(runs, days, files, nbytes)
