@@ -359,3 +359,37 @@ def test_baseline_comparison_config_is_validated():
     cfg = load_analysis_config((ROOT / "config" / "analysis.yaml").read_bytes(), "config/analysis.yaml")
     [rule] = cfg.baseline_comparison.exclude
     assert (rule.classes, rule.outcomes) == (["whitelisted:infra*"], ["FAIL"])
+
+
+def test_table_csv_bytes_escapes_exactly_the_cells_csv_frame_escapes():
+    """table_csv_bytes judges each text column by its distinct values (fast on 100k-row tables); the cells it
+    escapes, and so the bytes, are those of escape.csv_frame applied cell by cell."""
+    from gate_pipeline.lib.escape import csv_frame
+
+    hostile = [
+        "ok",
+        "=SUM(A1)",
+        "+1",
+        "-2",
+        "@x",
+        "\tx",
+        "a\x07b",
+        "a\nb",
+        "a\n=b",
+        "'=x",
+        None,
+        "\u202etxt",
+        "",
+    ]
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        df = pd.DataFrame(
+            {
+                "a": rng.choice(np.array(hostile, dtype=object), 12),
+                "b": rng.choice(np.array(["p", "q", None], dtype=object), 12),
+                "n": rng.integers(0, 5, 12),
+            }
+        )
+        buf = io.StringIO()
+        csv_frame(df).to_csv(buf, index=False, lineterminator="\n")
+        assert S.table_csv_bytes(df) == buf.getvalue().encode()

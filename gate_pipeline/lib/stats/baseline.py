@@ -279,40 +279,37 @@ class _PerRun:
         self.known = known
         self.events = {"fail_rate": known & is_fail, "warn_fail_rate": known & (is_fail | is_warn)}
         self.outcome = df["outcome"].astype(object).where(df["outcome"].notna(), None).to_numpy()
-        self.excluded_by, self.excluded_classes = self._exclusions(runs)
-        self.excluded = (
-            np.array([bool(e) for e in self.excluded_by], dtype=bool) if len(df) else np.zeros(0, bool)
-        )
+        # Per run a code of its (classes, outcome) combination; per code the exclusions that match it.
+        self.combo, self.combo_hits = self._exclusions(runs)
+        names = [";".join(hit) for hit in self.combo_hits]
+        self.combo_excluded_by = np.array(names, dtype=object)
+        self.excluded = np.array([bool(n) for n in names], dtype=bool)[self.combo]
 
-    def _exclusions(self, runs: Runs) -> tuple[list[tuple[str, ...]], list[dict[str, tuple[str, ...]]]]:
-        """Per run: the exclusions matching it, and per exclusion the run's classes it matched. Each distinct
-        (classes, outcome) combination is matched once."""
+    def _exclusions(self, runs: Runs) -> tuple[np.ndarray, list[dict[str, tuple[str, ...]]]]:
+        """Per run the code of its distinct (unknown classes, outcome) combination, and per code
+        {exclusion name: the classes it matched} (in config order). Each combination is matched once."""
         rules = self.cfg.baseline_comparison.exclude
         n = len(runs.df)
         if not rules or n == 0:
-            return [()] * n, [{}] * n
+            return np.zeros(n, dtype=np.intp), [{}]
         class_codes, class_items = json_sets(runs, "unknown_classes")
         out_codes, out_uniques = pd.factorize(runs.df["outcome"].astype(object), use_na_sentinel=True)
         outcomes = [str(u).upper() for u in out_uniques] + [None]  # code -1 reads None
-        memo: dict[tuple[int, int], tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {}
-        by, classes = [], []
-        for cc, oc in zip(class_codes.tolist(), out_codes.tolist(), strict=True):
-            key = (cc, oc)
-            if key not in memo:
-                items = class_items[cc] if cc >= 0 else []
-                outcome = outcomes[oc]
-                hit: dict[str, tuple[str, ...]] = {}
-                for rule in rules:
-                    if rule.outcomes is not None and outcome not in rule.outcomes:
-                        continue
-                    matched = tuple(c for c in items if any(fnmatch.fnmatchcase(c, p) for p in rule.classes))
-                    if matched:
-                        hit[rule.name] = matched
-                memo[key] = (tuple(hit), hit)
-            names, hit = memo[key]
-            by.append(names)
-            classes.append(hit)
-        return by, classes
+        key = (class_codes.astype(np.int64) + 1) * (len(out_uniques) + 1) + (out_codes + 1)
+        keys, combo = np.unique(key, return_inverse=True)
+        hits = []
+        for k in keys.tolist():
+            cc, oc = divmod(k, len(out_uniques) + 1)
+            items, outcome = (class_items[cc - 1] if cc else []), outcomes[oc - 1]
+            hit: dict[str, tuple[str, ...]] = {}
+            for rule in rules:
+                if rule.outcomes is not None and outcome not in rule.outcomes:
+                    continue
+                matched = tuple(c for c in items if any(fnmatch.fnmatchcase(c, p) for p in rule.classes))
+                if matched:
+                    hit[rule.name] = matched
+            hits.append(hit)
+        return combo.reshape(-1), hits
 
     def positions(self, policy: str) -> np.ndarray:
         return np.flatnonzero(self.hashes == policy)
@@ -428,12 +425,14 @@ def _exclusion_rows(h: str, b: str, per: _PerRun, sides: dict[str, tuple[str, np
             policy, idx = sides[side]
             classes: dict[str, int] = {}
             runs = 0
-            for i in idx[per.excluded[idx]].tolist():
-                matched = per.excluded_classes[i].get(rule.name)
+            per_combo = np.bincount(per.combo[idx], minlength=len(per.combo_hits))
+            for code in np.flatnonzero(per_combo).tolist():
+                matched = per.combo_hits[code].get(rule.name)
                 if matched:
-                    runs += 1
+                    count = int(per_combo[code])
+                    runs += count
                     for c in matched:
-                        classes[c] = classes.get(c, 0) + 1
+                        classes[c] = classes.get(c, 0) + count
             rows.append(
                 {
                     "policy_hash": h,
@@ -449,34 +448,34 @@ def _exclusion_rows(h: str, b: str, per: _PerRun, sides: dict[str, tuple[str, np
 
 
 def _compared_runs(runs: Runs, per: _PerRun, sides: dict[str, tuple[str, np.ndarray]]) -> pd.DataFrame:
+    """Every run of both sides with its status, candidate first, then by (timestamp, run_id)."""
     df = runs.df
-    # UTC instants as naive datetime64 (NaT where unknown); localized once after the concat.
-    ts = pd.to_datetime(df["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]")
-    parts = []
+    stamps = df["timestamp"]
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = pd.to_datetime(stamps, utc=True)
+    ts = stamps.to_numpy(dtype="datetime64[ns]")  # UTC instants, NaT where unknown
+    run_ids = df["run_id"].to_numpy(dtype=object)
+    ordered = []
     for side in SIDES:
-        policy, idx = sides[side]
-        status = np.where(per.excluded[idx], "excluded", np.where(per.known[idx], "compared", "outcome_null"))
-        parts.append(
-            pd.DataFrame(
-                {
-                    "side": side,
-                    "policy_hash": policy,
-                    "run_id": df["run_id"].to_numpy(dtype=object)[idx].astype(str),
-                    "timestamp": ts[idx],
-                    "stratum": per.strata_names[per.strata_codes[idx]].astype(str),
-                    "outcome": per.outcome[idx],
-                    "status": status.astype(object),
-                    "excluded_by": [";".join(per.excluded_by[i]) for i in idx.tolist()],
-                }
-            )
-        )
-    out = pd.concat(parts, ignore_index=True)
-    out["timestamp"] = pd.to_datetime(out["timestamp"]).dt.tz_localize("UTC")
-    side_rank = out["side"].map({s: i for i, s in enumerate(SIDES)})
-    ts_key = out["timestamp"].to_numpy(dtype="datetime64[ns]").view("i8")
-    ts_key = np.where(out["timestamp"].isna().to_numpy(), np.iinfo(np.int64).max, ts_key)
-    order = np.lexsort((out["run_id"].to_numpy(dtype=str), ts_key, side_rank.to_numpy()))
-    return out.iloc[order].reset_index(drop=True)
+        _, idx = sides[side]
+        ts_key = np.where(np.isnat(ts[idx]), np.iinfo(np.int64).max, ts[idx].view("i8"))
+        ordered.append(idx[np.lexsort((run_ids[idx].astype(str), ts_key))])
+    idx = np.concatenate(ordered)
+    side_of = np.repeat(np.array(SIDES, dtype=object), [len(o) for o in ordered])
+    policy_of = np.repeat(np.array([sides[s][0] for s in SIDES], dtype=object), [len(o) for o in ordered])
+    status = np.where(per.excluded[idx], "excluded", np.where(per.known[idx], "compared", "outcome_null"))
+    return pd.DataFrame(
+        {
+            "side": side_of,
+            "policy_hash": policy_of,
+            "run_id": run_ids[idx].astype(str).astype(object),
+            "timestamp": pd.DatetimeIndex(ts[idx]).tz_localize("UTC"),
+            "stratum": per.strata_names[per.strata_codes[idx]].astype(str).astype(object),
+            "outcome": per.outcome[idx],
+            "status": status.astype(object),
+            "excluded_by": per.combo_excluded_by[per.combo[idx]],
+        }
+    )
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -491,7 +490,8 @@ def baseline_comparison(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | N
     df = runs.df
     metrics = list(cfg.baseline_comparison.metrics)
     candidate = candidate_label(runs, cfg)
-    order = introduction_order(df) if {"policy_hash", "timestamp"} <= set(df.columns) and len(df) else []
+    has_columns = {"policy_hash", "timestamp"} <= set(df.columns) and len(df)
+    order = runs.derived(("introduction_order",), lambda: introduction_order(df)) if has_columns else []
     pairs = [(order[i], order[i - 1]) for i in range(1, len(order))]
     baseline = dict(pairs).get(candidate) if candidate is not None else None
     status = "no_candidate" if candidate is None else ("no_baseline" if baseline is None else "ok")
