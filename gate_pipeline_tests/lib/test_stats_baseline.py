@@ -15,6 +15,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 from gate_pipeline.lib import reports
 from gate_pipeline.lib import stats as S
 from gate_pipeline.lib.config import ConfigError
+from gate_pipeline.lib.escape import md_code
 from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config
 from gate_pipeline.lib.stats.baseline import ComparedRuns, is_paradox, mix_distance
 from gate_pipeline_tests.lib.test_reports import seed001_decision
@@ -32,8 +33,9 @@ SIMPSON = {
 
 
 def _rows(counts: dict, extra: list[dict] = ()) -> list[dict]:
+    """Runs with (runs, FAILs) per (policy, stratum); the baseline 'base' first: it is introduced first."""
     rows = []
-    for policy in ("base", "cand"):  # the baseline's runs first: it is introduced first
+    for policy in sorted({p for p, _ in counts}, key=lambda p: p != "base"):
         for (p, stratum), (n, fails) in counts.items():
             if p == policy:
                 rows += [{"policy_hash": p, "stratum": stratum, "outcome": "FAIL"} for _ in range(fails)]
@@ -393,3 +395,24 @@ def test_table_csv_bytes_escapes_exactly_the_cells_csv_frame_escapes():
         buf = io.StringIO()
         csv_frame(df).to_csv(buf, index=False, lineterminator="\n")
         assert S.table_csv_bytes(df) == buf.getvalue().encode()
+
+
+def test_hostile_policy_hashes_and_strata_stay_text_in_the_warning_report_and_comment():
+    evil = "<img src=x onerror=alert(1)> @org/admins [ok](http://evil)"
+    counts = {(f"{evil}{p}" if p == "cand" else p, f"{s}{evil}"): v for (p, s), v in SIMPSON.items()}
+    df = classified(_rows(counts))
+    cfg = AnalysisConfig(baseline_comparison={"metrics": ["fail_rate"]})
+    doc = S.baseline_section(df, cfg).document
+    [warning] = doc["warnings"]
+    assert warning["policy_hash"] == f"{evil}cand"  # the data keeps the raw value
+    decision = seed001_decision().model_copy(
+        update={"policy_hash": f"{evil}cand", "previous_policy_hash": "base"}
+    )
+    decision = decision.with_warnings(doc["warnings"])
+    for text in (
+        reports.render_ci_comment(decision),
+        reports.render_report_md(decision, {"baseline_comparison": doc}, None),
+    ):
+        outside = text.replace(md_code(f"{evil}cand"), "")  # inside a code span it is literal text
+        assert "<img" not in outside and "@org" not in outside and "](http" not in outside
+        assert "&lt;img" in outside  # the warning's message names it, escaped

@@ -157,11 +157,11 @@ def _baseline_lines(doc: Mapping[str, Any] | None, methods: Mapping[str, Any] | 
                 f"{r['candidate_events']}/{r['candidate_compared']}",
                 f"{r['baseline_events']}/{r['baseline_compared']}",
                 r["pooled_diff"],
-                _interval("x", r["pooled_ci_low"], r["pooled_ci_high"])
+                _interval("newcombe", r["pooled_ci_low"], r["pooled_ci_high"])
                 if r["pooled_diff"] is not None
                 else "–",
                 r["standardized_diff"],
-                _interval("x", r["standardized_ci_low"], r["standardized_ci_high"])
+                _interval("mover", r["standardized_ci_low"], r["standardized_ci_high"])
                 if r["standardized_diff"] is not None
                 else r["standardized_status"],
                 r["standardized_se"],
