@@ -43,7 +43,7 @@ def test_on_a_terminal_a_rich_display_shows_days_runs_rate_and_time_left(workspa
     assert cli._execute(_settings(tmp_path, config), ALL_ASSETS_JOB, SAMPLE_DAYS, progress=progress).success
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())  # without the terminal's control codes
     assert "12/12 days" in shown and "74/74 runs" in shown and "runs/s" in shown
-    assert "stage 1: daily_tables" in shown
+    assert re.search(r"stage \d+: daily_tables", shown)
     assert "gate-pipeline: [" not in shown  # no plain lines on a terminal
 
 

@@ -275,10 +275,14 @@ def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[Chunk
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (forgets its processes)
+    for process in processes:
         with contextlib.suppress(Exception):
             process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=10)
 
 
 def stop_worker_support() -> None:
