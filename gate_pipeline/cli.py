@@ -6,10 +6,12 @@ gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from gate_pipeline import cli_lifecycle, preflight
 from gate_pipeline.lib import runlock
-from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stored_days
+from gate_pipeline.lib.daily import DAILY_ASSETS, forget_day, stop_worker_support, stored_days
 from gate_pipeline.lib.discovery import (
     date_window,
     dump_cursor,
@@ -25,10 +27,12 @@ from gate_pipeline.lib.discovery import (
     load_cursor,
     scan_for_changes,
 )
+from gate_pipeline.progress import RunProgress, Totals
 from gate_pipeline.settings import Settings, project_root
 
 # With --exit-code the process exit status reflects the decision, for use as a CI step.
 EXIT_CODES = {"GO": 0, "HOLD": 3, "NO_GO": 4, "ROLLBACK": 5}
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it: 128 + 2
 
 
 def _ensure_dagster_home() -> Path:
@@ -51,6 +55,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 RUN_CURSOR = "run_cursor.json"
 MAX_LISTED = 20  # ignored top-level entries printed one per line; the rest are counted
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines in CI logs (not a terminal)
 
 
 def _locked(command):
@@ -138,7 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         if gone:
             print(f"gate-pipeline: {len(gone)} day(s) no longer present, removed: {', '.join(gone)}")
-        result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose)
+        runs = sum(len(scan.listings[d].run_folders) for d in days if d in scan.listings)
+        result = _execute(settings, ALL_ASSETS_JOB, days, args.verbose, _progress(args, len(days), runs))
         if not result.success:
             return 1
         print(f"artifact files read: {files_read(result)}")
@@ -147,7 +153,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
-def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool = False):
+def _progress(args: argparse.Namespace, days: int, runs: int | None) -> RunProgress | None:
+    """Progress on stderr for the run about to start, unless --quiet (gate_pipeline/progress.py)."""
+    if args.quiet:
+        return None
+    return RunProgress(Totals(days=days, runs=runs), interval=args.progress_interval)
+
+
+def _execute(
+    settings: Settings,
+    job_name: str,
+    days: list[str],
+    verbose: bool = False,
+    progress: RunProgress | None = None,
+):
     import dagster as dg
 
     from gate_pipeline.definitions import build_definitions
@@ -173,19 +192,38 @@ def _execute(settings: Settings, job_name: str, days: list[str], verbose: bool =
         # The full event log is in the instance (and the UI); the terminal gets warnings unless --verbose.
         level = "INFO" if verbose else "WARNING"
         run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-        result = job.execute_in_process(
-            instance=instance,
-            tags=tags,
-            run_config=run_config,
-            raise_on_error=False,
-            asset_selection=selection,
-        )
+        run_id = str(uuid.uuid4())  # known before the run starts, to follow its events
+        with progress or contextlib.nullcontext():
+            if progress is not None:  # the run's events, as they are stored, also go to the progress display
+                instance.add_event_listener(run_id, progress)
+            result = job.execute_in_process(
+                instance=instance,
+                tags=tags,
+                run_config=run_config,
+                raise_on_error=False,
+                asset_selection=selection,
+                run_id=run_id,
+            )
     print(f"dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), instance {home}")
+    if _interrupted(result):
+        raise KeyboardInterrupt  # Dagster turned the Ctrl-C into a failed run; main() reports it once
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
                 print(f"  {event.step_key}: {event.message}{_root_cause(event)}", file=sys.stderr)
     return result
+
+
+def _interrupted(result) -> bool:
+    """Whether the run failed because it was interrupted (SIGINT, or SIGTERM which Dagster maps to it)."""
+    if result.success:
+        return False
+    reasons = [
+        getattr(getattr(e.event_specific_data, "failure_reason", None), "value", None)
+        for e in result.all_events
+        if e.event_type_value == "PIPELINE_FAILURE"
+    ]
+    return "UNEXPECTED_TERMINATION" in reasons
 
 
 def files_read(result) -> int:
@@ -241,7 +279,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(
         f"gate-pipeline: re-classifying {len(days)} stored day(s) {days[0]}..{days[-1]} (no artifact is re-read)"
     )
-    result = _execute(settings, RECLASSIFY_JOB, days, args.verbose)
+    result = _execute(settings, RECLASSIFY_JOB, days, args.verbose, _progress(args, len(days), None))
     if not result.success:
         return 1
     print(f"artifact files read during the backfill: {files_read(result)}")
@@ -268,6 +306,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (errors and the summary still print)"
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=PROGRESS_INTERVAL,
+        metavar="SECONDS",
+        help="off a terminal (CI logs), print how far the run is every SECONDS "
+        f"(default {PROGRESS_INTERVAL:g}; 0: only a line per stage)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gate-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,9 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--exit-code",
         action="store_true",
-        help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input)",
+        help="exit with the decision: GO=0, HOLD=3, NO_GO=4, ROLLBACK=5 (1 = pipeline failed, 2 = bad input, "
+        "130 = interrupted)",
     )
     run.add_argument("--verbose", action="store_true", help="print Dagster's event log")
+    _progress_flags(run)
     run.add_argument(
         "--full", action="store_true", help="re-materialize every day, not only new or changed ones"
     )
@@ -308,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         backfill.add_argument(flag, default=None, help=help_text)
     backfill.add_argument("--exit-code", action="store_true", help="exit with the decision, as for run")
     backfill.add_argument("--verbose", action="store_true", help="print Dagster's event log")
+    _progress_flags(backfill)
     backfill.set_defaults(func=cmd_backfill)
     gen = sub.add_parser(
         "generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)"
@@ -326,7 +381,18 @@ def main(argv: list[str] | None = None) -> None:
     # Beta APIs are used on purpose (single-run backfills, observable config sources); keep the terminal readable.
     warnings.filterwarnings("ignore", category=BetaWarning)
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print(
+            "gate-pipeline: interrupted; the run cursor was not advanced, so the next run redoes these days",
+            file=sys.stderr,
+        )
+        code = EXIT_INTERRUPTED
+    finally:
+        # Worker processes are gone with their pool; the forkserver that started them is stopped here.
+        stop_worker_support()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -117,10 +117,10 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
                 counts = {**(day.ingest_counts or {}), **(day.table_counts or {})}
                 if counts:  # one observation per day: the per-partition counts in the UI
                     key = RUN_TABLE if day.table_counts is not None else RAW_RUNS
+                    # Yielded, not context.log_event (held until the step yields): each chunk's days reach the
+                    # event log as they are done, and with them the CLI's progress display.
                     with step_clock.stage("dagster events"):
-                        context.log_event(
-                            dg.AssetObservation(asset_key=key, partition=day.day, metadata=counts)
-                        )
+                        yield dg.AssetObservation(asset_key=key, partition=day.day, metadata=counts)
         processes = min(n_workers, len(days))
         context.log.info(f"{len(days)} day(s) in {processes} process(es)")
         outputs = []

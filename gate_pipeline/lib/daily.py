@@ -297,4 +297,37 @@ def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[Chunk
         max_workers=min(workers, len(chunks)), mp_context=context, initializer=die_with_parent
     )
     with pool:
-        yield from pool.map(process_chunk, repeat(job), chunks)
+        try:
+            yield from pool.map(process_chunk, repeat(job), chunks)
+        except BaseException:
+            # Interrupted (Ctrl-C, a failed or cancelled run, the caller stopped iterating): stop the workers
+            # now instead of letting `with pool` wait for the chunks they are still reading.
+            _terminate_workers(pool)
+            raise
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (forgets its processes)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=10)
+
+
+def stop_worker_support() -> None:
+    """Stop multiprocessing's forkserver and resource tracker (started with the first worker pool and kept
+    for later pools), and wait for them. They exit by themselves once this process is gone, but a moment
+    later; a command line calls this before it exits so that nothing it started outlives it."""
+    from multiprocessing import forkserver, resource_tracker, util
+
+    # No public API for any of this. multiprocessing's own exit step first (what atexit would run: the
+    # finalizers of a pool left by an interrupted run unlink its semaphores), so that the tracker, stopped
+    # next, has nothing left to clean up and the finalizers do not run again at exit.
+    with contextlib.suppress(Exception):
+        util._exit_function()
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        with contextlib.suppress(Exception):
+            helper._stop()

@@ -116,3 +116,18 @@ def test_an_invalid_classification_is_not_written_but_the_run_tables_are(corpus,
     assert all(d.classified_rows is None for d in result.days)
     assert sorted(p.name for p in (tmp_path / "run_table").iterdir()) == [f"{d}.parquet" for d in DAYS[:2]]
     assert not (tmp_path / "classified_runs").exists()
+
+
+def test_an_interrupted_iteration_terminates_the_workers_instead_of_waiting_for_them(corpus, tmp_path):
+    """Ctrl-C, a failed step or a caller that stops iterating: the workers are stopped, not left reading."""
+    import multiprocessing
+    import signal
+
+    before = set(multiprocessing.active_children())
+    chunks = daily.process_days(_job(corpus, tmp_path), DAYS, workers=2)
+    next(chunks)  # the first chunk is in; the workers are alive, waiting for or reading the others
+    workers = [p for p in multiprocessing.active_children() if p not in before]
+    assert len(workers) == 2
+    chunks.close()
+    # Terminated (SIGTERM), not told to finish their chunks and exit (0).
+    assert [p.exitcode for p in workers] == [-signal.SIGTERM] * 2
