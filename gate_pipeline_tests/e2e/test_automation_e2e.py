@@ -127,6 +127,7 @@ def running_services(
     try:
         print(f"\nservices up in {time.monotonic() - started:.0f}s at {services.url}; files under {base}")
         started = time.monotonic()
+        services.add_day_partitions(days)
         run_id = services.launch_job_run(
             ALL_ASSETS_JOB, partition_range=(days[0], days[-1]), run_config=IN_PROCESS
         )
