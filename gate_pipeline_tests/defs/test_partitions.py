@@ -197,3 +197,23 @@ def test_multi_run_backfill_policy_chunks_the_registered_days():
         ("2026-03-06", "2026-03-10"),
         ("2026-03-11", "2026-03-12"),
     ]
+
+
+@pytest.mark.slow
+def test_instance_from_calendar_partitions_migrates(sample_run, capsys):
+    """An instance built before dynamic partitions: materializations keyed by the date strings, no key
+    registered. The next `gate-pipeline run` (nothing new to build) registers the days; history stays."""
+    _tmp, artifacts, out, config = sample_run
+    with dg.DagsterInstance.get() as instance:
+        events_before = {a: len(_records(instance, a)) for a in DAILY}
+        for day in instance.get_dynamic_partitions(DAYS_NAME):
+            instance.delete_dynamic_partition(DAYS_NAME, day)
+        assert instance.get_dynamic_partitions(DAYS_NAME) == []
+    assert run_cli("run", "--artifacts", str(artifacts), "--out", str(out), "--config", str(config)) == 0
+    assert "nothing new" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(DAYS_NAME) == SAMPLE_DAYS
+        assert {a: len(_records(instance, a)) for a in DAILY} == events_before  # nothing re-run, nothing lost
+        for asset in DAILY:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(SAMPLE_DAYS), asset
+        assert _metadata(_records(instance, "run_table", "2026-03-08")[0])["runs_accepted"] == 6
