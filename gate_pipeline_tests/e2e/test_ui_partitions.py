@@ -66,7 +66,7 @@ def test_backfill_dialog_offers_only_the_real_days(page, sample_services):  # no
     days = sample_services.days
     page.goto(f"{sample_services.url}/assets/classified_runs", wait_until="networkidle")
     dismiss_community_dialog(page)  # it can show up late, over the button
-    page.get_by_role("button", name=re.compile(r"^Materialize")).first.click()
+    page.get_by_role("button", name=re.compile(r"Materialize")).first.click()
     dialog = page.get_by_role("dialog")
     dialog.wait_for(state="visible")
     page.wait_for_timeout(1_500)  # the partition selector fills after the partition query
