@@ -22,6 +22,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 DAY = "2026-03-08"  # 7 run folders, one a retry reusing a run_id: 6 accepted, 1 duplicate
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_community_dialog(sample_services):
+    """Mark Dagster's first-visit dialog as seen on the instance, so it never covers a button here."""
+    sample_services.services.graphql("mutation { setNuxSeen }")
+
+
 def test_partitions_page_shows_exactly_the_sample_days(page, sample_services):  # noqa: F811
     days = sample_services.days
     assert len(days) == 12
