@@ -130,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     for day in gone:
         forget_day(data, day)
+    _sync_partitions(sorted(present), gone)
     entries = [[name, reason] for name, reason, _ in refused]  # not the detail: it names today's window
     if not days and not gone and cursor is not None and cursor.get("entries") == entries:
         print(
@@ -160,6 +161,18 @@ def _progress(args: argparse.Namespace, days: int, runs: int | None) -> RunProgr
     return RunProgress(Totals(days=days, runs=runs), interval=args.progress_interval)
 
 
+def _sync_partitions(present: list[str], gone: list[str]) -> None:
+    """The instance's day partitions follow the date folders: each one with files is a partition (an
+    instance from before dynamic partitions gets its days here), a removed one is dropped."""
+    import dagster as dg
+
+    from gate_pipeline.dagster_helpers.partitions import forget_days, register_days
+
+    with dg.DagsterInstance.get() as instance:
+        forget_days(instance, gone)
+        register_days(instance, present)
+
+
 def _execute(
     settings: Settings,
     job_name: str,
@@ -169,6 +182,7 @@ def _execute(
 ):
     import dagster as dg
 
+    from gate_pipeline.dagster_helpers.partitions import key_range, register_days
     from gate_pipeline.definitions import build_definitions
     from gate_pipeline.defs.config import unchanged_config_sources
     from gate_pipeline.defs.resources import GateStorage
@@ -176,14 +190,14 @@ def _execute(
     home = _ensure_dagster_home()
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name)
-    tags = (
-        {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
-        if days
-        else {}
-    )
     # No day to (re)build (days were only removed): the unpartitioned assets alone, from the stored days.
     skip = set() if days else {dg.AssetKey(name) for name in DAILY_ASSETS}
     with dg.DagsterInstance.get() as instance:
+        tags = {}
+        if days:
+            register_days(instance, days)  # dynamic partitions: a day is a partition once it has data
+            first, last = key_range(instance, days)
+            tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
         # A config file that has not changed since its last observation is not observed again.
         unchanged = unchanged_config_sources(instance, GateStorage.from_settings(settings))
         selection = [

@@ -4,8 +4,8 @@ The CLI registers :class:`RunProgress` as the instance's event listener for the 
 (`DagsterInstance.add_event_listener`), so nothing in lib/ or the assets knows about it. It follows:
 
 - the steps (stages) of the run: started, done in how long, failed;
-- the per-day observations of the `daily_tables` step (raw_runs or run_table, one per day with its counts):
-  days and runs done of the totals the CLI listed before the run.
+- the `daily_tables` step's log line per finished chunk of days (lib/daily.py `days_done_message`): days and
+  runs done of the totals the CLI listed before the run.
 
 On a terminal a rich progress display (days and runs done of the total, runs/s, time left, the current stage);
 elsewhere (CI logs) plain lines: one per stage start and end, and every `interval` seconds a line with how far
@@ -34,9 +34,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-#: The counts of a per-day observation of the daily step: runs listed in the day's folders (when it read
-#: artifacts), else the runs of the stored raw table it normalized.
-RUN_COUNT_KEYS = ("runs_discovered", "runs_in")
+from gate_pipeline.lib.daily import parse_days_done
+
 PREFIX = "gate-pipeline:"
 
 
@@ -132,20 +131,16 @@ class RunProgress:
     def __call__(self, entry: Any) -> None:
         """Called by the Dagster instance with every event of the run, in the run's thread."""
         event = getattr(entry, "dagster_event", None)
-        if event is None:
+        if event is None:  # a log line of a step: the daily step's finished chunks of days
+            done = parse_days_done(getattr(entry, "user_message", "") or "")
+            if done is not None:
+                self._days_done(*done)
             return
         kind = event.event_type_value
         if kind == "STEP_START":
             self._stage_start(event.step_key)
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             self._stage_end(event.step_key, failed=kind == "STEP_FAILURE")
-        elif kind == "ASSET_OBSERVATION":
-            observation = event.event_specific_data.asset_observation
-            if observation.partition is not None:
-                metadata = observation.metadata
-                key = next((k for k in RUN_COUNT_KEYS if k in metadata), None)
-                if key is not None:
-                    self._day_done(int(metadata[key].value))
 
     def _stage_start(self, step: str) -> None:
         with self._lock:
@@ -164,9 +159,9 @@ class RunProgress:
         if self._progress is None:
             self._line(f"{step} {'FAILED' if failed else 'done'} in {took:.1f} s")
 
-    def _day_done(self, runs: int) -> None:
+    def _days_done(self, days: int, runs: int) -> None:
         with self._lock:
-            self.days_done += 1
+            self.days_done += days
             self.runs_done += runs
             # The rate is that of reading: it stops at the last day (later stages do not read).
             self._last_day = time.monotonic() if self.days_done >= self.totals.days else None

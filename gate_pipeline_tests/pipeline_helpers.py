@@ -8,7 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from gate_pipeline.dagster_helpers.partitions import register_days
 from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from gate_pipeline.lib.discovery import list_date_partitions
 from gate_pipeline.settings import Settings, project_root
 
 REPO = project_root()
@@ -68,12 +70,18 @@ def date_range(artifacts: Path) -> tuple[str, str]:
 
 
 def materialize_all(settings: Settings, first: str, last: str, instance: dg.DagsterInstance | None = None):
+    """Every asset for the date folders first..last, registered as day partitions first (as the CLI does)."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def(ALL_ASSETS_JOB)
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    days = [
+        d for d in list_date_partitions(settings.store(settings.artifacts_url).root) if first <= d <= last
+    ]
     if instance is not None:
+        register_days(instance, days)
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     with dg.instance_for_test() as temp_instance:
+        register_days(temp_instance, days)
         return job.execute_in_process(instance=temp_instance, tags=tags, raise_on_error=False)
 
 

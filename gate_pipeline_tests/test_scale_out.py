@@ -11,7 +11,9 @@ import os
 import dagster as dg
 import pytest
 
+from gate_pipeline.dagster_helpers.partitions import register_days
 from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from gate_pipeline.lib.discovery import list_date_partitions
 from gate_pipeline.settings import Settings
 from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, assert_s3_outputs_equal_local_run, date_range
 from gate_pipeline_tests.postgres_server import postgres_instance_yaml
@@ -42,6 +44,7 @@ def test_multiprocess_run_on_postgres_and_s3_matches_local_run(
     (home / "dagster.yaml").write_text(postgres_instance_yaml(postgres_url))
     first, last = date_range(SAMPLE)
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        register_days(instance, list_date_partitions(SAMPLE))  # as `gate-pipeline run` does
         result = dg.execute_job(
             dg.reconstructable(all_assets_job),
             instance=instance,

@@ -14,7 +14,9 @@ import dagster as dg
 import pytest
 from dagster_celery import celery_executor
 
+from gate_pipeline.dagster_helpers.partitions import register_days
 from gate_pipeline.definitions import ALL_ASSETS_JOB, build_definitions
+from gate_pipeline.lib.discovery import list_date_partitions
 from gate_pipeline.settings import Settings
 from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, assert_s3_outputs_equal_local_run, date_range
 from gate_pipeline_tests.postgres_server import postgres_instance_yaml
@@ -122,6 +124,7 @@ def test_celery_run_on_redis_postgres_and_s3_matches_local_run(
         assert _wait_until_workers_answer(redis_url) >= set(WORKERS)
         first, last = date_range(SAMPLE)
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            register_days(instance, list_date_partitions(SAMPLE))  # as `gate-pipeline run` does
             result = dg.execute_job(
                 dg.reconstructable(celery_job),
                 instance=instance,

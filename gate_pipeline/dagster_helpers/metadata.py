@@ -6,7 +6,6 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.tables import column_descriptions
 
 OWNERS = ["team:data-platform"]
@@ -25,13 +24,6 @@ def readable(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def counts_markdown(per_day: Mapping[str, Mapping[str, int]], keys: list[str]) -> str:
-    """Per-partition counts as a markdown table (plus a total row)."""
-    rows = [[day, *(str(c.get(k, 0)) for k in keys)] for day, c in sorted(per_day.items())]
-    rows.append(["**total**", *(str(sum(c.get(k, 0) for c in per_day.values())) for k in keys)])
-    return markdown_table(["day", *keys], rows)
-
-
 def frame_markdown(df: pd.DataFrame, max_rows: int = 40) -> dg.MarkdownMetadataValue:
     if df.empty:
         return dg.MetadataValue.md("_no rows_")
@@ -40,3 +32,19 @@ def frame_markdown(df: pd.DataFrame, max_rows: int = 40) -> dg.MarkdownMetadataV
     if len(df) > max_rows:
         text += f"\n\n_{len(df) - max_rows} more rows in the stored table_"
     return dg.MetadataValue.md(text)
+
+
+def not_built(missing_input: str | None) -> dict[str, object]:
+    """A day of the run's range whose asset was not built, because the stored input it needs is missing."""
+    return {"dagster/row_count": 0, "missing_input": missing_input or "none"}
+
+
+def per_day_metadata(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, per_day: Mapping[str, Mapping[str, object]]
+) -> None:
+    """Give each partition's materialization of ``key`` that day's own metadata, in a run over a range.
+
+    Dagster writes one event per partition of the range; the step's `MaterializeResult` metadata goes on
+    every one of them, these entries only on their day's (and win over a key of the same name)."""
+    for day, metadata in per_day.items():
+        context.add_asset_metadata(dict(metadata), asset_key=key, partition_key=day)

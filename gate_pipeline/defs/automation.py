@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from gate_pipeline.dagster_helpers.partitions import daily_partitions
+from gate_pipeline.dagster_helpers.partitions import DAYS_NAME, in_window, partition_requests
 from gate_pipeline.defs.classified import CLASSIFIED_RUNS
 from gate_pipeline.defs.config import CONFIG_SOURCE_FILES
 from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.defs.lifecycle import PHASE_LOG
 from gate_pipeline.defs.resources import GateStorage
-from gate_pipeline.lib.discovery import dump_cursor, load_cursor, scan_for_changes
-from gate_pipeline.settings import SensorSettings, Settings
+from gate_pipeline.lib.discovery import date_window, dump_cursor, load_cursor, scan_for_changes
+from gate_pipeline.settings import PartitionSettings, SensorSettings, Settings
 
 ALL_ASSETS_JOB = "gate_pipeline_all"
 RECLASSIFY_JOB = "reclassify_history"
@@ -37,27 +37,29 @@ def build_jobs() -> list:
     ]
 
 
-def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSettings) -> dg.SensorDefinition:
+def build_artifact_sensor(partitions: PartitionSettings, sensor: SensorSettings) -> dg.SensorDefinition:
     @dg.sensor(
         name="artifact_sensor",
         description=(
             "Watches the artifact root (local folder or s3:// prefix): lists only the last "
-            f"{sensor.lookback_days} day(s) and newer date folders each tick, and requests the ingest chain "
-            "for every day whose file fingerprint changed (run key = day + fingerprint)."
+            f"{sensor.lookback_days} day(s) and newer date folders each tick, adds each new day as a partition "
+            "and requests the ingest chain for every day whose file fingerprint changed (run key = day + "
+            "fingerprint)."
         ),
         minimum_interval_seconds=sensor.interval_seconds,
         asset_selection=INGEST_CHAIN,
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
     def artifact_sensor(context: dg.SensorEvaluationContext, storage: GateStorage) -> dg.SensorResult:
+        today = datetime.now(UTC).date()
         scan = scan_for_changes(
             storage.artifacts().root,
             load_cursor(context.cursor),
-            today=datetime.now(UTC).date(),
+            today=today,
             lookback_days=sensor.lookback_days,
             settle_seconds=sensor.settle_seconds,
         )
-        valid = set(daily.get_partition_keys())
+        first, last = date_window(partitions.start_date, partitions.max_future_days, today)
         # Days a cold build or an earlier run already ingested are not requested again when they show up
         # as "new" only because this sensor's cursor is empty (first tick, or a reset).
         ingested = (
@@ -65,7 +67,7 @@ def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSet
         )
         requests, outside, already = [], [], []
         for change in scan.changed:
-            if change.date not in valid:
+            if not in_window(change.date, first, last):
                 outside.append(change.date)
                 continue
             if change.reason == "new" and change.date in ingested:
@@ -80,13 +82,24 @@ def build_artifact_sensor(daily: dg.DailyPartitionsDefinition, sensor: SensorSet
                 )
             )
         summary = scan.summary()
+        # Every day with files inside the window becomes a partition, also one a cold build had ingested
+        # (an instance from before dynamic partitions); an empty or unsettled folder is no change yet.
+        inside = [c.date for c in scan.changed if in_window(c.date, first, last)]
+        registered = context.instance.get_dynamic_partitions(DAYS_NAME) if inside else []
+        partition_updates = partition_requests(registered, inside)
+        if partition_updates:
+            summary["partitions_added"] = sorted(set(inside) - set(registered))
         if outside:
-            summary["outside_partitions"] = outside  # before partitions.start_date: widen it to ingest them
+            summary["outside_partitions"] = outside  # outside the date window: widen it to ingest them
         if already:
             summary["already_ingested"] = already
         context.log.info(json.dumps(summary, sort_keys=True))
-        if requests:
-            return dg.SensorResult(run_requests=requests, cursor=dump_cursor(scan.cursor))
+        if requests or partition_updates:
+            return dg.SensorResult(
+                run_requests=requests,
+                dynamic_partitions_requests=partition_updates,
+                cursor=dump_cursor(scan.cursor),
+            )
         reasons = sorted({s["reason"] for s in summary["skipped"]}) or ["no new or changed day"]
         counts = ", ".join(f"{k}={v}" for k, v in summary["counts"].items())
         return dg.SensorResult(
@@ -114,7 +127,7 @@ def build(settings: Settings) -> dg.Definitions:
     pipeline = settings.pipeline_config()
     return dg.Definitions(
         jobs=build_jobs(),
-        sensors=[build_artifact_sensor(daily_partitions(pipeline), pipeline.sensor), automation_sensor],
+        sensors=[build_artifact_sensor(pipeline.partitions, pipeline.sensor), automation_sensor],
     )
 
 

@@ -7,7 +7,7 @@ check and the metadata it reports.
 
 import dagster as dg
 
-from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, not_built, per_day_metadata
 from gate_pipeline.lib import daily
 from gate_pipeline.lib.tables import ClassifiedRuns
 from gate_pipeline.lib.whitelist import Whitelist
@@ -50,17 +50,25 @@ def classified_results(
 ):
     classified = [r for r in results if r.classified_rows is not None]
     if not failures:
+        days = {r.day: not_built(r.missing_input) for r in results if r.classified_rows is None}
+        for r in classified:
+            days[r.day] = {
+                "dagster/row_count": r.classified_rows,
+                "runs_with_whitelisted_reason": r.whitelisted_runs,
+                "runs_with_non_whitelisted_reason": r.non_whitelisted_runs,
+            }
+        per_day_metadata(context, CLASSIFIED_RUNS, days)
         yield dg.MaterializeResult(
             asset_key=CLASSIFIED_RUNS,
             metadata={
-                "dagster/row_count": sum(r.classified_rows for r in classified),
-                "days": len(classified),
-                "days_without_run_table": sum(1 for r in results if r.missing_input is not None),
+                "run_days": len(classified),
+                "run_total_rows": sum(r.classified_rows for r in classified),
+                "run_days_without_run_table": sum(1 for r in results if r.missing_input is not None),
                 "whitelist_sha256": whitelist.sha256,
                 FILES_READ: files_read,
                 "whitelist_entries": len(whitelist.entries),
-                "runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
-                "runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),
+                "run_total_runs_with_whitelisted_reason": sum(r.whitelisted_runs for r in classified),
+                "run_total_runs_with_non_whitelisted_reason": sum(r.non_whitelisted_runs for r in classified),
             },
         )
     if CLASSIFIED_CHECK in context.selected_asset_check_keys:

@@ -13,7 +13,7 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
-from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, counts_markdown, frame_markdown
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, frame_markdown, per_day_metadata
 from gate_pipeline.dagster_helpers.partitions import daily_partitions
 from gate_pipeline.defs.classified import (
     CLASSIFIED_RUNS,
@@ -113,19 +113,14 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
             files_read += chunk.files_read
             table_failures.extend(chunk.table_failures)
             classified_failures.extend(chunk.classified_failures)
-            for day in chunk.days:
-                counts = {**(day.ingest_counts or {}), **(day.table_counts or {})}
-                if counts:  # one observation per day: the per-partition counts in the UI
-                    key = RUN_TABLE if day.table_counts is not None else RAW_RUNS
-                    # Yielded, not context.log_event (held until the step yields): each chunk's days reach the
-                    # event log as they are done, and with them the CLI's progress display.
-                    with step_clock.stage("dagster events"):
-                        yield dg.AssetObservation(asset_key=key, partition=day.day, metadata=counts)
+            # One log line per chunk of days (not an event per day): the CLI's progress display follows it.
+            with step_clock.stage("dagster events"):
+                context.log.info(daily.days_done_message(chunk.days))
         processes = min(n_workers, len(days))
         context.log.info(f"{len(days)} day(s) in {processes} process(es)")
         outputs = []
         if job.ingest:
-            outputs.append(_ingest_results(selected, storage, results, processes, files_read))
+            outputs.append(_ingest_results(context, selected, storage, results, processes, files_read))
         if job.table:
             outputs.append(table_results(context, results, table_failures))
         if whitelist is not None and not table_failures:
@@ -138,49 +133,95 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
 
 
 def _ingest_results(
-    selected, storage: GateStorage, results: list[daily.DayResult], processes: int, files_read: int
+    context: dg.AssetExecutionContext,
+    selected,
+    storage: GateStorage,
+    results: list[daily.DayResult],
+    processes: int,
+    files_read: int,
 ):
     per_day = {r.day: r.ingest_counts for r in results}
     totals = {k: sum(c[k] for c in per_day.values()) for k in FILE_COUNTS + RUN_COUNTS}
+    quarantine = {r.day: r.quarantine if r.quarantine is not None else pd.DataFrame() for r in results}
     # Same digest as sha256 of all days' sorted manifest lines joined by "\n" (paths start with the day).
     manifest = hashlib.sha256()
     for i, line in enumerate(line for r in results for line in r.manifest):
         manifest.update(f"\n{line}".encode() if i else line.encode())
+    # Each partition's event carries that day's own figures (context.add_asset_metadata per partition);
+    # what the whole run covered is under run_* keys, the same on every day of the run.
+    run_totals = {f"run_total_{k}": v for k, v in totals.items()}
     if RAW_RUNS in selected:
+        per_day_metadata(
+            context,
+            RAW_RUNS,
+            {
+                r.day: {
+                    "dagster/row_count": r.ingest_counts["runs_with_gate_result"],
+                    **r.ingest_counts,
+                    "files_read_by_kind": dg.MetadataValue.json(_files_by_kind(r.manifest)),
+                }
+                for r in results
+            },
+        )
         yield dg.MaterializeResult(
             asset_key=RAW_RUNS,
             metadata={
-                **totals,
-                "days": len(per_day),
+                "run_days": len(per_day),
+                **run_totals,
                 "processes": processes,
                 FILES_READ: files_read,
-                "artifact_manifest_sha256": manifest.hexdigest(),
+                "run_artifact_manifest_sha256": manifest.hexdigest(),
                 "artifacts_root": storage.artifacts_url,
-                "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, FILE_COUNTS + RUN_COUNTS)),
             },
         )
     if QUARANTINED_FILES in selected:
-        frames = [r.quarantine for r in results if r.quarantine is not None and not r.quarantine.empty]
-        qdf = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        per_day_metadata(
+            context,
+            QUARANTINED_FILES,
+            {day: _quarantine_metadata(qdf, per_day[day]) for day, qdf in quarantine.items()},
+        )
         yield dg.MaterializeResult(
             asset_key=QUARANTINED_FILES,
             metadata={
-                "dagster/row_count": len(qdf),
-                "files_quarantined": totals["files_quarantined"],
-                "runs_quarantined": totals["runs_quarantined"],
-                "by_reason": dg.MetadataValue.json(
-                    {}
-                    if qdf.empty
-                    else {str(k): int(v) for k, v in qdf["reason"].value_counts().sort_index().items()}
-                ),
-                "preview": frame_markdown(qdf[["path", "reason", "detail"]] if not qdf.empty else qdf, 20),
+                "run_days": len(per_day),
+                "run_total_files_quarantined": totals["files_quarantined"],
+                "run_total_runs_quarantined": totals["runs_quarantined"],
             },
         )
+
+
+def _files_by_kind(manifest: list[str]) -> dict[str, int]:
+    """Artifact files read, by kind (gate_result, drift_report, metrics), from the day's manifest lines."""
+    kinds: dict[str, int] = {}
+    for line in manifest:
+        name = line.split("\t", 1)[0].rsplit("/", 1)[-1].removesuffix(".json")
+        kinds[name] = kinds.get(name, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _quarantine_metadata(qdf: pd.DataFrame, counts: dict[str, int]) -> dict:
+    """One day's quarantine: rows, counts by reason and by kind, and a preview."""
+
+    def tally(column: str) -> dg.JsonMetadataValue:
+        if qdf.empty:
+            return dg.MetadataValue.json({})
+        return dg.MetadataValue.json(
+            {str(k): int(v) for k, v in qdf[column].value_counts().sort_index().items()}
+        )
+
+    return {
+        "dagster/row_count": len(qdf),
+        "files_quarantined": counts["files_quarantined"],
+        "runs_quarantined": counts["runs_quarantined"],
+        "by_reason": tally("reason"),
+        "by_file_kind": tally("file_kind"),
+        "preview": frame_markdown(qdf[["path", "reason", "detail"]] if not qdf.empty else qdf, 20),
+    }
 
 
 def build(settings: Settings) -> dg.Definitions:
     pipeline = settings.pipeline_config()
-    return dg.Definitions(assets=build_daily_assets(daily_partitions(pipeline), pipeline))
+    return dg.Definitions(assets=build_daily_assets(daily_partitions(), pipeline))
 
 
 @dg.definitions

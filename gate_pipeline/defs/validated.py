@@ -6,7 +6,7 @@ its check and the metadata it reports.
 
 import dagster as dg
 
-from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, counts_markdown
+from gate_pipeline.dagster_helpers.metadata import OWNERS, column_schema, not_built, per_day_metadata
 from gate_pipeline.lib import daily
 from gate_pipeline.lib.tables import RunTable
 
@@ -43,14 +43,14 @@ def table_results(context: dg.AssetExecutionContext, results: list[daily.DayResu
     per_day = {r.day: r.table_counts for r in results if r.table_counts is not None}
     missing = sorted(r.day for r in results if r.missing_input == daily.RAW_RUNS)
     totals = {k: sum(c[k] for c in per_day.values()) for k in TABLE_COUNTS}
+    per_day_metadata(context, RUN_TABLE, {r.day: _day_metadata(r) for r in results})
     yield dg.MaterializeResult(
         asset_key=RUN_TABLE,
         metadata={
-            "dagster/row_count": totals["runs_accepted"],
-            **totals,
-            "runs_with_field_issues": sum(r.field_issue_runs for r in results),
-            "days_without_raw_runs": len(missing),
-            "counts_per_day": dg.MetadataValue.md(counts_markdown(per_day, TABLE_COUNTS)),
+            "run_days": len(results),
+            **{f"run_total_{k}": v for k, v in totals.items()},
+            "run_total_runs_with_field_issues": sum(r.field_issue_runs for r in results),
+            "run_days_without_raw_runs": len(missing),
         },
     )
     if RUN_TABLE_CHECK in context.selected_asset_check_keys:
@@ -64,3 +64,15 @@ def table_results(context: dg.AssetExecutionContext, results: list[daily.DayResu
                 "days_checked": len(per_day),
             },
         )
+
+
+def _day_metadata(result: daily.DayResult) -> dict:
+    """One day's run_table figures, on that day's materialization."""
+    if result.table_counts is None:
+        return not_built(result.missing_input)
+    counts = result.table_counts
+    return {
+        "dagster/row_count": counts["runs_accepted"],
+        **counts,
+        "runs_with_field_issues": result.field_issue_runs,
+    }

@@ -237,6 +237,29 @@ def _write_classified(data: Store, results: list[DayResult], classified: dict[st
         result.non_whitelisted_runs = int((frame["non_whitelisted_reasons"] != "[]").sum())
 
 
+#: Start of the step's log line per finished chunk of days (the CLI's progress display reads it).
+DAYS_DONE_LOG = "daily_tables days done:"
+#: A day's run count: runs listed in its folders when it read artifacts, else the runs of its stored raw table.
+RUN_COUNT_KEYS = ("runs_discovered", "runs_in")
+
+
+def days_done_message(days: list[DayResult]) -> str:
+    """One log line for a finished chunk of days: how many, and how many runs they held (for progress)."""
+    runs = 0
+    for day in days:
+        counts = {**(day.ingest_counts or {}), **(day.table_counts or {})}
+        runs += next((int(counts[k]) for k in RUN_COUNT_KEYS if k in counts), 0)
+    return f"{DAYS_DONE_LOG} {orjson.dumps({'days': len(days), 'runs': runs}).decode()}"
+
+
+def parse_days_done(message: str) -> tuple[int, int] | None:
+    """(days, runs) of a :func:`days_done_message` line, None for any other line."""
+    if not message.startswith(DAYS_DONE_LOG):
+        return None
+    done = orjson.loads(message[len(DAYS_DONE_LOG) :])
+    return int(done["days"]), int(done["runs"])
+
+
 #: Start of the step's log line with its stage times (bench/run_bench.py reads it from the event log).
 STAGES_LOG = "daily_tables stages:"
 

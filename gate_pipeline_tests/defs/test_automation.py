@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from gate_pipeline.dagster_helpers.conditions import SEEN_EVENT_ID, latest_event_id, seen_event_id
+from gate_pipeline.dagster_helpers.partitions import register_days
 from gate_pipeline.definitions import build_definitions
 from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.settings import Settings
@@ -46,6 +47,8 @@ def _history(tmp_path: Path, spec: CorpusSpec) -> History:
 
 def _run(defs: dg.Definitions, instance, selection, partition_key=None) -> None:
     job = defs.resolve_implicit_global_asset_job_def()
+    if partition_key is not None:
+        register_days(instance, [partition_key])  # the artifact sensor adds a new day's partition
     result = job.execute_in_process(
         instance=instance, asset_selection=selection, partition_key=partition_key, raise_on_error=False
     )

@@ -27,7 +27,8 @@ def summary(definitions: dg.Definitions) -> dict:
             "kind": "materializable" if node.is_materializable else "observable source",
             "owners": list(node.owners),
             "kinds": sorted(node.kinds),
-            "partitioned": node.partitions_def is not None,
+            # Daily assets: one dynamic partition per date folder with data ("days"), never a calendar range.
+            "partitioned": getattr(node.partitions_def, "name", None) or node.partitions_def is not None,
             "has_description": bool(node.description),
         }
     return {

@@ -23,11 +23,21 @@ def _metadata(result, asset):
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
+def _run_totals(result, asset):
+    """The run's totals over all its days (``run_total_*`` on every day's event), without the prefix."""
+    return {
+        k.removeprefix("run_total_"): v
+        for k, v in _metadata(result, asset).items()
+        if k.startswith("run_total_")
+    }
+
+
 def test_sample_round_trip_counts_add_up(tmp_path):
     settings = settings_for(SAMPLE, tmp_path)
     result = materialize_all(settings, *date_range(SAMPLE))
     assert result.success
-    raw, table, series_meta = (_metadata(result, a) for a in ("raw_runs", "run_table", "rollout_series"))
+    raw, table = _run_totals(result, "raw_runs"), _run_totals(result, "run_table")
+    series_meta = _metadata(result, "rollout_series")
     # Sample = 72 generated runs + an aborted run (no gate_result) + a retry reusing a run_id; 5 bad files, 1 log.
     assert raw["runs_discovered"] == 74
     assert raw["runs_quarantined"] == 2  # the aborted run and the run whose gate_result is not JSON

@@ -6,7 +6,7 @@ import dagster as dg
 import orjson
 import pytest
 
-from gate_pipeline.dagster_helpers.partitions import daily_partitions
+from gate_pipeline.dagster_helpers.partitions import DAYS_NAME, register_days
 from gate_pipeline.defs.automation import build_artifact_sensor
 from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.defs.resources import GateStorage
@@ -40,7 +40,7 @@ def artifact_root(request, tmp_path):
     return url, bucket.storage_options, write_s3
 
 
-def _tick(sensor, root, options, cursor=None):
+def _tick(sensor, root, options, cursor=None, instance=None):
     storage = GateStorage(
         artifacts_url=root,
         data_url="unused",
@@ -48,14 +48,29 @@ def _tick(sensor, root, options, cursor=None):
         config_url=str(CONFIG),
         storage_options=options,
     )
-    with dg.instance_for_test() as instance:
+    if instance is not None:
         context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
         return sensor(context)
+    with dg.instance_for_test() as temp_instance:
+        context = dg.build_sensor_context(
+            instance=temp_instance, cursor=cursor, resources={"storage": storage}
+        )
+        return sensor(context)
+
+
+def _added(result) -> list[str]:
+    """Day partitions the tick asks Dagster to add."""
+    return [
+        k
+        for r in result.dynamic_partitions_requests or []
+        if isinstance(r, dg.AddDynamicPartitionsRequest)
+        for k in r.partition_keys
+    ]
 
 
 def test_sensor_requests_new_and_changed_days_once(artifact_root):
     root, options, write = artifact_root
-    sensor = build_artifact_sensor(daily_partitions(PipelineConfig()), SETTLED_NOW)
+    sensor = build_artifact_sensor(PipelineConfig().partitions, SETTLED_NOW)
 
     first = _tick(sensor, root, options)
     assert sorted(r.partition_key for r in first.run_requests) == ["2026-03-01", "2026-03-02", "2026-03-03"]
@@ -97,7 +112,7 @@ def test_file_still_being_written_is_not_requested_yet(tmp_path):
     (tmp_path / today / "r1").mkdir(parents=True)
     (tmp_path / today / "r1" / "gate_result.json").write_bytes(b'{"run_id": "r1", "outc')
     sensor = build_artifact_sensor(
-        daily_partitions(PipelineConfig()),
+        PipelineConfig().partitions,
         SensorSettings(lookback_days=1, settle_seconds=3600, interval_seconds=30),
     )
     result = _tick(sensor, str(tmp_path), {})
@@ -108,7 +123,7 @@ def test_file_still_being_written_is_not_requested_yet(tmp_path):
 
 def test_first_tick_skips_days_already_ingested(tmp_path):
     generate(tmp_path, CorpusSpec(runs=20, days=2, seed=9))
-    sensor = build_artifact_sensor(daily_partitions(PipelineConfig()), SETTLED_NOW)
+    sensor = build_artifact_sensor(PipelineConfig().partitions, SETTLED_NOW)
     storage = GateStorage(
         artifacts_url=str(tmp_path), data_url="unused", outputs_url="unused", config_url=str(CONFIG)
     )
@@ -118,3 +133,35 @@ def test_first_tick_skips_days_already_ingested(tmp_path):
         context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
         result = sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["2026-03-02"]
+
+
+def test_sensor_adds_only_new_real_days_as_partitions(artifact_root):
+    """Each new date folder with files becomes a partition with its run; registered, empty or out-of-window
+    folders add none (local folder and S3 prefix alike)."""
+    root, options, write = artifact_root
+    sensor = build_artifact_sensor(PipelineConfig().partitions, SETTLED_NOW)
+    today = datetime.now(UTC).date().isoformat()
+    with dg.instance_for_test() as instance:
+        register_days(instance, ["2026-03-01"])  # e.g. a CLI run registered it
+        first = _tick(sensor, root, options, instance=instance)
+        assert _added(first) == ["2026-03-02", "2026-03-03"]
+        assert sorted(r.partition_key for r in first.run_requests) == [
+            "2026-03-01",
+            "2026-03-02",
+            "2026-03-03",
+        ]
+        instance.add_dynamic_partitions(DAYS_NAME, _added(first))  # what the daemon does with the request
+
+        # Before start_date and beyond today + max_future_days: ignored, as before; no partition.
+        write("2025-01-05/r-old/gate_result.json", b"{}")
+        write("2099-01-01/r-future/gate_result.json", b"{}")
+        write(f"{today}/r-today/gate_result.json", b"{}")
+        second = _tick(sensor, root, options, first.cursor, instance=instance)
+        assert _added(second) == [today]
+        assert [r.partition_key for r in second.run_requests] == [today]
+        assert instance.get_dynamic_partitions(DAYS_NAME) == ["2026-03-01", "2026-03-02", "2026-03-03"]
+
+        # Nothing new: no partition request at all.
+        instance.add_dynamic_partitions(DAYS_NAME, [today])
+        third = _tick(sensor, root, options, second.cursor, instance=instance)
+        assert not third.dynamic_partitions_requests and not third.run_requests

@@ -126,6 +126,7 @@ def start_sample_services(base: Path, artifacts_source: Path = SAMPLE_ARTIFACTS)
     timings["start_s"] = time.monotonic() - started
     try:
         started = time.monotonic()
+        services.add_day_partitions(days)
         run_id = services.launch_job_run(
             ALL_ASSETS_JOB, partition_range=(days[0], days[-1]), run_config=IN_PROCESS
         )

@@ -289,6 +289,24 @@ class DagsterServices:
     def _selector(self) -> dict[str, str]:
         return {"repositoryLocationName": self.location_name, "repositoryName": self.repository_name}
 
+    def add_day_partitions(self, days: Sequence[str]) -> None:
+        """Register date folders as day partitions, as the artifact sensor and `gate-pipeline run` do."""
+        for day in days:
+            data = self.graphql(
+                """
+                mutation Add($repo: RepositorySelector!, $name: String!, $key: String!) {
+                  addDynamicPartition(repositorySelector: $repo, partitionsDefName: $name, partitionKey: $key) {
+                    __typename
+                    ... on PythonError { message }
+                  }
+                }
+                """,
+                {"repo": self._selector(), "name": "days", "key": day},
+            )
+            kind = data["addDynamicPartition"]["__typename"]
+            if kind not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+                raise ServicesError(f"adding day partition {day}: {data['addDynamicPartition']}")
+
     def launch_job_run(
         self,
         job_name: str = "gate_pipeline_all",

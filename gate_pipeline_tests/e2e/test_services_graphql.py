@@ -27,27 +27,33 @@ def hand_count_runs(artifacts: Path, days: list[str]) -> tuple[int, int]:
 
 def test_run_table_metadata_counts_discovered_and_accepted(sample_services):
     services = sample_services.services
+    # The latest events are the last day's; the run's totals over all days are under run_total_*.
     raw = services.latest_materialization_metadata("raw_runs")
     table = services.latest_materialization_metadata("run_table")
 
     runs_on_disk, _files = hand_count_runs(sample_services.artifacts, sample_services.days)
-    assert raw["runs_discovered"] == runs_on_disk
-    assert raw["runs_discovered"] == raw["runs_with_gate_result"] + raw["runs_quarantined"]
-    assert raw["files_discovered"] >= raw["files_accepted"] > 0
+    assert raw["run_total_runs_discovered"] == runs_on_disk
+    assert (
+        raw["run_total_runs_discovered"]
+        == raw["run_total_runs_with_gate_result"] + raw["run_total_runs_quarantined"]
+    )
+    assert raw["run_total_files_discovered"] >= raw["run_total_files_accepted"] > 0
 
     # The stored per-day parquet files, read independently of the services, hold exactly the accepted runs.
     stored = sorted((sample_services.data / "run_table").glob("*.parquet"))
     assert [p.stem for p in stored] == sample_services.days
     rows = sum(len(pd.read_parquet(p)) for p in stored)
-    assert table["runs_accepted"] == rows
-    assert table["dagster/row_count"] == rows
-    assert table["runs_in"] == raw["runs_with_gate_result"]
-    assert table["runs_in"] == table["runs_accepted"] + table["duplicates_quarantined"]
-    # The per-day markdown table ends with the totals row a person reads in the UI.
-    total_row = (
-        f"| **total** | {table['runs_in']} | {table['runs_accepted']} | {table['duplicates_quarantined']} |"
+    assert table["run_total_runs_accepted"] == rows
+    assert table["run_total_runs_in"] == raw["run_total_runs_with_gate_result"]
+    assert (
+        table["run_total_runs_in"]
+        == table["run_total_runs_accepted"] + table["run_total_duplicates_quarantined"]
     )
-    assert total_row in table["counts_per_day"]
+    # Each day's own event: its row count is that day's table.
+    last_day = len(pd.read_parquet(stored[-1]))
+    assert table["dagster/row_count"] == table["runs_accepted"] == last_day < rows
+    runs_last_day, _ = hand_count_runs(sample_services.artifacts, sample_services.days[-1:])
+    assert raw["runs_discovered"] == runs_last_day
 
 
 def test_run_table_schema_check_passed(sample_services):
