@@ -43,11 +43,11 @@ def page(browser, sample_services):
     tab.close()
 
 
-def dismiss_community_dialog(tab) -> None:
+def dismiss_community_dialog(tab, timeout_ms: int = 8_000) -> None:
     """Click "Skip" on the "Join the Dagster community" dialog if it shows up (it appears after load)."""
     skip = tab.get_by_role("button", name="Skip")
     try:
-        skip.wait_for(state="visible", timeout=8_000)
+        skip.wait_for(state="visible", timeout=timeout_ms)
     except PlaywrightTimeoutError:  # no dialog this time: nothing to dismiss
         return
     skip.click()
@@ -91,7 +91,7 @@ def test_asset_graph_lists_every_asset(page, sample_services):
     # Graph view: groups start collapsed; Alt+E (needs page focus) expands all and puts them in the URL,
     # and loading that URL fits the expanded layout into the viewport.
     # Tall enough that the fitted graph of every group stays at a zoom where names are readable.
-    page.set_viewport_size({"width": 1600, "height": 1300})
+    page.set_viewport_size({"width": 1600, "height": 1500})
     page.goto(f"{url}/asset-groups", wait_until="networkidle")
     wait_for_texts(page, groups, "asset graph groups")
     page.get_by_text("Global asset lineage").first.click()
@@ -100,6 +100,7 @@ def test_asset_graph_lists_every_asset(page, sample_services):
     page.goto(page.url, wait_until="networkidle")
     graph_text = wait_for_texts(page, groups, "asset graph after expanding groups")
     page.wait_for_timeout(1_000)  # let the fitted layout settle before the screenshot
+    dismiss_community_dialog(page, timeout_ms=2_000)  # it may show up late, over the graph
     graph_png = screenshot(page, sample_services, "asset_graph", full_page=False)
     # Every name is whole in its node: the zoomed-out node cuts names longer than 18 characters
     # ("warn_thr…mendation"), so asset names are kept that short.
@@ -189,7 +190,7 @@ def test_decision_page_shows_the_chart_and_rule_table_without_a_popup(page, samp
     metadata = sample_services.services.latest_materialization_metadata(DECISION_ASSET)
     chart_rule = metadata["chart_legend"].split()[0]  # "fail_rate per day, …"
     rule = _latest_rule_evidence(sample_services, f"rule_{chart_rule}")
-    page.set_viewport_size({"width": 1920, "height": 1200})
+    page.set_viewport_size({"width": 1920, "height": 1500})  # verdict, chart and rule table in one view
     try:
         page.goto(f"{sample_services.url}/assets/{DECISION_ASSET}", wait_until="networkidle")
         checks = check_names_of(sample_services.definitions(), DECISION_ASSET)
@@ -207,7 +208,7 @@ def test_decision_page_shows_the_chart_and_rule_table_without_a_popup(page, samp
         row = page.locator("tr", has=page.get_by_text("chart_legend", exact=True)).first
         assert "Show Markdown" not in body_text(page).split("chart_legend")[0], "chart behind a popup"
         assert row.is_visible()
-        chart.scroll_into_view_if_needed()
+        page.get_by_text("verdict", exact=True).first.scroll_into_view_if_needed()
         png = screenshot(page, sample_services, "decision_page", full_page=False)
     finally:
         page.set_viewport_size({"width": 1600, "height": 1000})
@@ -237,14 +238,23 @@ def test_hold_check_is_a_warning_not_a_failure(page, sample_services):
 
 
 def check_list_icons(tab, names: list[str]) -> dict[str, str]:
-    """The status icon (its aria-label) of each named check in the Checks tab's list."""
+    """The status icon (its aria-label) of each named check in the Checks tab's list: the smallest element
+    whose first line is the name (or the name middle-truncated, "rule_warn_fail…te_per_stratum") and that
+    holds a status icon (warning_outline for a WARN failure, cancel for an ERROR one, check_circle)."""
     return tab.evaluate(
-        """names => Object.fromEntries(names.map(name => {
-            const label = [...document.querySelectorAll('a, button, div')].find(el =>
-                el.children.length < 8 && el.innerText && el.innerText.split('\\n')[0].trim() === name
-                && el.querySelector('[role=img]'));
-            const icon = label && label.querySelector('[role=img]');
-            return [name, icon ? icon.getAttribute('aria-label') : null];
+        r"""names => Object.fromEntries(names.map(name => {
+            const STATUS = ['warning_outline', 'check_circle', 'cancel', 'dot', 'status'];
+            const shows = line => {
+                const [head, tail] = line.split('\u2026');
+                return line === name || (tail !== undefined && head.length > 3 && name.startsWith(head)
+                    && name.endsWith(tail) && head.length + tail.length < name.length);
+            };
+            const statusIcon = el => [...el.querySelectorAll('[role=img]')].find(i =>
+                STATUS.includes(i.getAttribute('aria-label')));
+            const rows = [...document.querySelectorAll('a, button, div')].filter(el =>
+                el.innerText && shows(el.innerText.split('\n')[0].trim()) && statusIcon(el));
+            rows.sort((a, b) => a.querySelectorAll('*').length - b.querySelectorAll('*').length);
+            return [name, rows.length ? statusIcon(rows[0]).getAttribute('aria-label') : null];
         }))""",
         names,
     )
@@ -261,6 +271,9 @@ def edited_services(tmp_path_factory):
         yield running
 
 
+@pytest.mark.timeout(
+    1200
+)  # its own services, a backfill and the automation after it: ~10 min on a busy machine
 def test_whitelist_edit_shows_stale_then_before_after(browser, edited_services):
     """After a whitelist edit the check "classified with the current whitelist" on classified_runs is shown
     failed (a warning); after the backfill it passes and the decision's metadata shows before → after."""
@@ -276,8 +289,10 @@ def test_whitelist_edit_shows_stale_then_before_after(browser, edited_services):
         # config_sensor observes the edit (no run) and reports the check failed for every stored day.
         stale = whitelist_check(services, lambda e: e["success"] is False)
         assert stale["metadata"]["stale_days"] == len(edited_services.days)
-        tab.goto(f"{url}/assets/classified_runs?view=checks", wait_until="networkidle")
-        tab.get_by_text(WHITELIST_CHECK, exact=True).first.click()
+        tab.goto(
+            f"{url}/assets/classified_runs?view=checks&checkDetail={WHITELIST_CHECK}",
+            wait_until="networkidle",
+        )
         text = wait_for_texts(tab, [WHITELIST_CHECK, "stale_days", "Failed"], "stale whitelist check")
         assert f"{len(edited_services.days)}" in text.split("stale_days", 1)[1][:40]
         assert check_list_icons(tab, [WHITELIST_CHECK]) == {WHITELIST_CHECK: "warning_outline"}
@@ -287,19 +302,25 @@ def test_whitelist_edit_shows_stale_then_before_after(browser, edited_services):
         backfill_id = services.launch_partition_backfill(
             ["classified_runs"], partition_names=edited_services.days, title="browser whitelist edit"
         )
-        backfill = services.wait_for_backfill(backfill_id, timeout=WAIT_S)
+        backfill = services.wait_for_backfill(
+            backfill_id, timeout=3 * WAIT_S
+        )  # queued behind automation runs
         assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
 
         def decision_on_new_whitelist():
             latest = materializations(services, DECISION_ASSET, limit=1)[0]
             return latest if latest["metadata"].get("whitelist_sha256") == new_sha else None
 
-        decision = wait_until(services, "gate_decision on the edited whitelist", decision_on_new_whitelist)
+        decision = wait_until(
+            services, "gate_decision on the edited whitelist", decision_on_new_whitelist, timeout=3 * WAIT_S
+        )
         assert "whitelist" in decision["metadata"]["changed_since_previous"]
         whitelist_check(services, lambda e: e["success"] is True)
 
-        tab.goto(f"{url}/assets/classified_runs?view=checks", wait_until="networkidle")
-        tab.get_by_text(WHITELIST_CHECK, exact=True).first.click()
+        tab.goto(
+            f"{url}/assets/classified_runs?view=checks&checkDetail={WHITELIST_CHECK}",
+            wait_until="networkidle",
+        )
         wait_for_texts(tab, [WHITELIST_CHECK, "stale_days", "Succeeded"], "current whitelist check")
         assert check_list_icons(tab, [WHITELIST_CHECK]) == {WHITELIST_CHECK: "check_circle"}
 
