@@ -13,11 +13,13 @@ from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
 from gate_pipeline.lib import analysis, reports, rules
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
+from gate_pipeline.lib.reports import decision_svg
 from gate_pipeline.lib.stats import paradox_warnings
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
 
 GROUP = "decision"
+TIMELINE_FILE = "decision_timeline.parquet"  # data root: written by decision_timeline (defs/timeline.py)
 SCHEMA_VERSION = "1"
 STATISTICS_DEPS = list(STATISTICS_DESCRIPTIONS)
 
@@ -70,7 +72,6 @@ RULE_COLUMNS = [
     ("ci_high", "float"),
     ("n", "int"),
     ("counted", "bool"),
-    ("why", "string"),
 ]
 
 
@@ -88,7 +89,6 @@ def rules_table(decision: rules.Decision) -> dg.TableMetadataValue:
                 "ci_high": None if r.ci_high is None else readable(r.ci_high),
                 "n": r.n,
                 "counted": not r.observe_only,
-                "why": r.why,
             }
         )
         for r in decision.rules
@@ -107,6 +107,23 @@ def check_severity(verdict: str, rule_severity: str) -> dg.AssetCheckSeverity:
     if verdict == "HOLD" or rule_severity == "WARN":
         return dg.AssetCheckSeverity.WARN
     return dg.AssetCheckSeverity.ERROR
+
+
+def timeline_chart(data, decision: rules.Decision) -> dict:
+    """``chart``: the decision timeline's chart rule per day as SVG Markdown short enough to be drawn on the
+    page, with the threshold the rule had each day; ``chart_legend``: how to read it."""
+    if not data.exists(TIMELINE_FILE):
+        return {"chart": "(no decision timeline yet: materialize decision_timeline)"}
+    timeline = data.read_parquet(TIMELINE_FILE)
+    rule = str(timeline["chart_rule"].iloc[-1]) if len(timeline) else ""
+    result = next((r for r in decision.rules if r.name == rule), None)
+    comparator = (result.comparator if result else None) or ""
+    return {
+        "chart": dg.MetadataValue.md(
+            decision_svg.timeline_chart_markdown(timeline, comparator) or "(no day)"
+        ),
+        "chart_legend": decision_svg.legend(rule, comparator, result.threshold if result else None),
+    }
 
 
 def previous_decision(instance: dg.DagsterInstance) -> tuple[dict[str, str], dict | None]:
@@ -159,7 +176,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         specs=[
             dg.AssetSpec(
                 "gate_decision",
-                deps=["rollout_series", *STATISTICS_DEPS, "decision_config", PHASE_LOG],
+                deps=["rollout_series", *STATISTICS_DEPS, "decision_config", PHASE_LOG, "decision_timeline"],
                 group_name=GROUP,
                 description="Should the policy move to its next rollout phase? GO, HOLD, NO_GO or ROLLBACK, "
                 "with every rule's observed value, threshold, interval, sample size and reason; published "
@@ -228,6 +245,8 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 "phase_history": phase_history,
                 "runs": decision.n_runs,
                 "days": round(float(decision.days or 0.0), 1),
+                # Short SVG Markdown, so the UI draws it on the page (a PNG would sit behind a popup).
+                **timeline_chart(data, decision),
                 "rules": rules_table(decision),
                 # The asset's history reads as a decision log: what it said before and what changed since.
                 "verdict_change": f"{previous.get('verdict', '(none)')} → {decision.verdict}",
@@ -257,7 +276,8 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         for name in sorted(declared - {rule_check_name(r.name) for r in decision.rules}):
             yield not_in_phase(name, decision.current_phase)
 
-        chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics))
+        rule_line = reports.chart_rule_line(decision, cfg_now)
+        chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics), rule_line)
         if reused:
             context.log.info("chart inputs unchanged: rollout_chart.png reused without rendering")
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")

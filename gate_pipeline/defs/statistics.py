@@ -20,20 +20,20 @@ from gate_pipeline.settings import Settings
 
 GROUP = "statistics"
 STATISTICS_DESCRIPTIONS = {
-    "unknown_rate_summary": "Unknown rate per run: min, median, p95 and max per policy, per stratum and "
+    "unknown_rate_stats": "Unknown rate per run: min, median, p95 and max per policy, per stratum and "
     "overall, with exact intervals for the median and p95.",
-    "unknown_class_frequencies": "How often each unknown class occurs, overall and per policy, and the "
+    "class_frequencies": "How often each unknown class occurs, overall and per policy, and the "
     "unknown reasons that keep recurring under a policy.",
     "unknown_spikes": "Runs whose unknown rate is far above their policy's median (median + k x MAD, at "
     "least a floor above it), per policy and top reason, with the FAIL rate among spikes against the rest.",
-    "unknown_risk_measures": "Risk difference and risk ratio with 95% intervals: whitelisted against "
+    "risk_measures": "Risk difference and risk ratio with 95% intervals: whitelisted against "
     "other unknowns, and FAIL with a reason against FAIL without it.",
     "stratum_metrics": "Per stratum and policy: WARN and FAIL counts and rates, unknown rate and causes, "
     "overrides, and the difference between strata with its interval.",
-    "warn_threshold_recommendation": "A recommended WARN threshold for the unknown rate per policy (from "
+    "warn_threshold": "A recommended WARN threshold for the unknown rate per policy (from "
     "its median, once a policy has enough runs) and how many clean runs it would have flagged, with and "
     "without the whitelist; the candidate policy's is the headline.",
-    "baseline_comparison": "The candidate policy against its baseline: FAIL and WARN+FAIL rate differences "
+    "baseline_deltas": "The candidate policy against its baseline: FAIL and WARN+FAIL rate differences "
     "pooled and re-weighted to the baseline's stratum mix, a Simpson's paradox warning when they disagree in "
     "direction, the runs excluded by class, and every run compared (tables/compared_runs.csv).",
 }
@@ -68,7 +68,7 @@ def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
     check_specs=[
         dg.AssetCheckSpec(
             WHITELIST_CHECK,
-            asset="unknown_class_frequencies",
+            asset="class_frequencies",
             description="Warns about expired or never-matching whitelist entries, naming their owners.",
         )
     ],
@@ -104,7 +104,7 @@ def _whitelist_health_results(storage: GateStorage, history: pd.DataFrame):
     health = whitelist_health(whitelist, history, datetime.fromisoformat(latest_day).date())
     yield dg.AssetCheckResult(
         check_name=WHITELIST_CHECK,
-        asset_key="unknown_class_frequencies",
+        asset_key="class_frequencies",
         passed=health.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={

@@ -72,8 +72,8 @@ def test_simpsons_paradox_warning_reaches_gate_decision_metadata_and_the_outputs
     ]
     assert round(warnings[0]["pooled_diff"], 6) == -0.08 and round(warnings[0]["standardized_diff"], 6) == 0.1
     assert meta["policy_hash"].value == "cand"
-    assert events["baseline_comparison"].metadata["simpsons_paradox_warnings"].value == 2
-    assert events["baseline_comparison"].metadata["excluded_runs[candidate]"].value == 1
+    assert events["baseline_deltas"].metadata["simpsons_paradox_warnings"].value == 2
+    assert events["baseline_deltas"].metadata["excluded_runs[candidate]"].value == 1
 
     out = tmp_path / "outputs"
     metrics = json.loads((out / "rollout_metrics.json").read_text())

@@ -8,6 +8,7 @@ import pytest
 
 from gate_pipeline.defs.decision import VERDICT_CODE, check_severity
 from gate_pipeline.lib.provenance import changed_inputs
+from gate_pipeline.lib.reports.decision_svg import INLINE_MARKDOWN_LIMIT
 from gate_pipeline_tests.pipeline_helpers import CONFIG, SAMPLE, date_range, materialize_all, settings_for
 
 
@@ -61,8 +62,14 @@ def test_decision_metadata_is_a_decision_log(tmp_path):
             "observed",
             "ci_low",
             "ci_high",
-            "why",
         }
+        # The chart is short enough for the UI to draw inline, and its legend names the rule's threshold.
+        chart = meta["chart"].value
+        assert isinstance(meta["chart"], dg.MarkdownMetadataValue)
+        assert len(chart) < INLINE_MARKDOWN_LIMIT and "(<data:image/svg+xml;utf8," in chart
+        assert "%26lt;= 0.1%3C/text%3E" in chart  # the threshold's label, "<= 0.1", at the end of its line
+        assert meta["chart_legend"].value.startswith("fail_rate per day")
+        assert "threshold (<= 0.1 now)" in meta["chart_legend"].value
         by_rule = {r.data["rule"]: r.data for r in table.records}
         assert by_rule["fail_rate"]["verdict"] == "HOLD"
         assert (

@@ -388,6 +388,23 @@ def aws_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(AWS_ENV_PREFIX)}
 
 
+def whitelist_known_drift(whitelist_path: Path) -> str:
+    """Edit the whitelist: EDITED_REASON becomes known noise (class EDITED_CLASS). Returns the new sha256."""
+    document = json.loads(whitelist_path.read_text())
+    document["entries"].append(
+        {
+            "reason": EDITED_REASON,
+            "match": "exact",
+            "class": EDITED_CLASS,
+            "owner": "team-e2e",
+            "expires": None,
+            "note": "Added by the e2e test: schema drift is known noise.",
+        }
+    )
+    whitelist_path.write_text(json.dumps(document, indent=2) + "\n")
+    return hashlib.sha256(whitelist_path.read_bytes()).hexdigest()
+
+
 def whitelist_check(services: DagsterServices, accept) -> dict:
     """The newest evaluation of classified_runs:classified_with_current_whitelist, once ``accept`` holds."""
 
@@ -519,20 +536,7 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
 
         # -- whitelist edit + one backfill of classified_runs over every materialized day
         assert any(f"non_whitelisted:{EDITED_REASON}" in r["unknown_classes"] for r in after_rows)
-        whitelist_path = running.config / "unknown_whitelist.json"
-        document = json.loads(whitelist_path.read_text())
-        document["entries"].append(
-            {
-                "reason": EDITED_REASON,
-                "match": "exact",
-                "class": EDITED_CLASS,
-                "owner": "team-e2e",
-                "expires": None,
-                "note": "Added by the e2e test: schema drift is known noise.",
-            }
-        )
-        whitelist_path.write_text(json.dumps(document, indent=2) + "\n")
-        new_sha = hashlib.sha256(whitelist_path.read_bytes()).hexdigest()
+        new_sha = whitelist_known_drift(running.config / "unknown_whitelist.json")
         old_sha = materializations(services, "classified_runs", limit=1)[0]["metadata"]["whitelist_sha256"]
         assert new_sha != old_sha
 

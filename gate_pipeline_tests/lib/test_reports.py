@@ -194,6 +194,23 @@ def test_chart_is_png_and_byte_stable():
     assert empty[:8] == b"\x89PNG\r\n\x1a\n" and empty == render_chart(_series().iloc[0:0], None, None)
 
 
+def test_chart_draws_the_rule_threshold_next_to_the_recommendation():
+    """The rollout chart's WARN-threshold line is a recommendation; the rule's own threshold is a line of its
+    own, from the decision (the unknown_rate_median rule of the decided phase), and a key of the cache."""
+    path = REPO / "config/policy_constants.yaml"
+    cfg = load_decision_config(path.read_bytes(), str(path))
+    decision = evaluate(seed001_runs(), cfg)
+    assert reports.chart_rule_line(decision, cfg) == ("rule unknown_rate_median <= 0.15", 0.15)
+    without = render_chart(_series(), median=0.03, threshold=0.1)
+    with_rule = render_chart(
+        _series(), median=0.03, threshold=0.1, rule=("rule unknown_rate_median <= 0.15", 0.15)
+    )
+    assert with_rule != without and with_rule[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart_key(_series(), 0.03, 0.1, rule=("r", 0.15)) != chart_key(_series(), 0.03, 0.1)
+    no_median_rule = cfg.model_copy(update={"phases": {}, "shared_rules": []})
+    assert reports.chart_rule_line(decision, no_median_rule) is None
+
+
 def test_report_md_contains_decision_rules_and_degrades():
     d = seed001_decision()
     md = render_report_md(d, STATS, "rollout_chart.png")

@@ -8,7 +8,13 @@
 
 from gate_pipeline.lib.reports.canonical import dumps_canonical, normalize_json
 from gate_pipeline.lib.reports.chart import CHART_MAX_POINTS, daily_unknown_rate, render_chart
-from gate_pipeline.lib.reports.chart_cache import CHART_CACHE, chart_inputs, chart_key, chart_png
+from gate_pipeline.lib.reports.chart_cache import (
+    CHART_CACHE,
+    chart_inputs,
+    chart_key,
+    chart_png,
+    chart_rule_line,
+)
 from gate_pipeline.lib.reports.ci_comment import render_ci_comment
 from gate_pipeline.lib.reports.markdown import render_report_md
 from gate_pipeline.lib.reports.markdown_table import markdown_table
@@ -21,6 +27,7 @@ __all__ = [
     "chart_inputs",
     "chart_key",
     "chart_png",
+    "chart_rule_line",
     "daily_unknown_rate",
     "dumps_canonical",
     "key_figures",

@@ -36,8 +36,10 @@ def render_chart(
     threshold: float | None,
     *,
     max_points: int = CHART_MAX_POINTS,
+    rule: tuple[str, float] | None = None,
 ) -> bytes:
-    """PNG of unknown_rate with the median line, the threshold line and spikes (``is_spike``) marked.
+    """PNG of unknown_rate with the median line, the recommended WARN threshold, the decision rule's threshold
+    (``rule``: label and value, e.g. the unknown_rate_median rule's ``<= 0.15``) and spikes (``is_spike``).
 
     Up to ``max_points`` runs: one point per run (ordered by timestamp, run_id). Above: per-day aggregates
     by the timestamp's UTC date (median line and p5–p95 band) plus every spike run as a marker at its
@@ -62,8 +64,14 @@ def render_chart(
             ax.axhline(median, color="#2ca02c", linestyle="--", linewidth=1.0, label=f"median {median:.3g}")
         if threshold is not None and math.isfinite(threshold):
             ax.axhline(
-                threshold, color="#ff7f0e", linestyle=":", linewidth=1.5, label=f"threshold {threshold:.3g}"
+                threshold,
+                color="#ff7f0e",
+                linestyle=":",
+                linewidth=1.5,
+                label=f"recommended WARN threshold {threshold:.3g}",
             )
+        if rule is not None and math.isfinite(rule[1]):
+            ax.axhline(rule[1], color="#d62728", linestyle="--", linewidth=1.5, label=rule[0])
         ax.set_ylabel("unknown_rate")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

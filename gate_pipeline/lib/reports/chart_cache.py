@@ -15,6 +15,7 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.reports import chart
+from gate_pipeline.lib.rules import AbsoluteRule, Decision, DecisionConfig
 from gate_pipeline.lib.storage import Store, sha256_bytes
 
 
@@ -35,6 +36,7 @@ def chart_key(
     threshold: float | None,
     *,
     max_points: int = chart.CHART_MAX_POINTS,
+    rule: tuple[str, float] | None = None,
 ) -> str | None:
     """sha256 of everything :func:`render_chart` draws from: the plotted columns as it reads them, the lines,
     ``max_points``, the source of the chart module (reports/chart.py, not the
@@ -45,7 +47,7 @@ def chart_key(
         Path(chart.__file__).read_bytes(),
         _package_version("matplotlib").encode(),
         _package_version("pillow").encode(),
-        repr((median, threshold, max_points, len(series))).encode(),
+        repr((median, threshold, max_points, len(series), rule)).encode(),
     ):
         h.update(_digest(part))
     ts = chart.utc(series["timestamp"])
@@ -66,17 +68,21 @@ CHART_CACHE = "rollout_chart_cache.bin"
 
 
 def chart_png(
-    data: Store, series: pd.DataFrame, median: float | None, threshold: float | None
+    data: Store,
+    series: pd.DataFrame,
+    median: float | None,
+    threshold: float | None,
+    rule: tuple[str, float] | None = None,
 ) -> tuple[bytes, bool]:
     """The chart PNG and whether it was reused: rendering (and importing matplotlib) only when what it
     draws changed since the stored chart (same key, same bytes; e.g. a whitelist backfill or a decision
     config edit). A cache entry whose PNG does not match its recorded hash is ignored."""
-    key = chart_key(series, median, threshold)
+    key = chart_key(series, median, threshold, rule=rule)
     if key is not None and data.exists(CHART_CACHE):
         head, _, png = data.read_bytes(CHART_CACHE).partition(b"\n")
         if head == f"{key} {sha256_bytes(png)}".encode():
             return png, True
-    png = chart.render_chart(series, median, threshold)
+    png = chart.render_chart(series, median, threshold, rule=rule)
     if key is not None:
         data.write_bytes(f"{key} {sha256_bytes(png)}\n".encode() + png, CHART_CACHE)
     return png, False
@@ -101,3 +107,19 @@ def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame,
     threshold = statistics.get("warn_threshold", {}).get("threshold")
     median = statistics.get("warn_threshold", {}).get("median")
     return series, median, threshold
+
+
+def chart_rule_line(decision: Decision, cfg: DecisionConfig) -> tuple[str, float] | None:
+    """The decision rule the chart's unknown_rate is judged by (an absolute rule on the unknown_rate median of
+    the decided phase), as a legend label and threshold, e.g. ``("rule unknown_rate_median <= 0.15", 0.15)``."""
+    judged = {
+        r.name
+        for r in cfg.rules_for(decision.current_phase)
+        if isinstance(r, AbsoluteRule)
+        and r.metric.column == "unknown_rate"
+        and r.metric.aggregate == "median"
+    }
+    for result in decision.rules:
+        if result.name in judged and result.threshold is not None:
+            return f"rule {result.name} {result.comparator or ''} {result.threshold:.3g}", result.threshold
+    return None

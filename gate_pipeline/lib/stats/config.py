@@ -127,8 +127,8 @@ class AnalysisConfig(BaseModel):
     warn_threshold_min_runs: int = Field(
         40,
         ge=1,
-        description="No WARN threshold from fewer runs of a policy_hash (status insufficient_runs); seed 000 "
-        "asks for about 40 runs before deriving thresholds.",
+        description="No WARN threshold from fewer runs of a policy_hash (status insufficient_runs); about 40 "
+        "runs keep the median stable.",
     )
     candidate_min_share: float = Field(
         0.1,

@@ -65,13 +65,13 @@ def read_history(raw: bytes, columns: Iterable[str] | None = None) -> pa.Table:
 
 
 SECTIONS = {
-    "unknown_rate_summary": unknown_rate_section,
-    "unknown_class_frequencies": class_section,
+    "unknown_rate_stats": unknown_rate_section,
+    "class_frequencies": class_section,
     "unknown_spikes": spike_section,
-    "unknown_risk_measures": risk_section,
+    "risk_measures": risk_section,
     "stratum_metrics": strata_section,
-    "warn_threshold_recommendation": warn_threshold_section,
-    "baseline_comparison": baseline_section,
+    "warn_threshold": warn_threshold_section,
+    "baseline_deltas": baseline_section,
 }
 
 

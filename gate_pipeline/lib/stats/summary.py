@@ -1,4 +1,4 @@
-"""unknown_rate min / median / p95 / max / mean overall, per policy_hash and per stratum (seed 000 Zielgrößen)."""
+"""unknown_rate min / median / p95 / max / mean overall, per policy_hash and per stratum (the target figures of the unknown-rate analysis)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The median-based WARN threshold for unknown_rate and its false positives on history, per policy_hash
-(seed 000: "Median-basierten Threshold bestimmen", "False-Positive-Rate vor Phase-Wechsel bewerten", after
-about 40 runs, stability per policy version)."""
+(derive the threshold from the median, judge its false-positive rate before the phase change, after
+about 40 runs, stable per policy version)."""
 
 from __future__ import annotations
 
