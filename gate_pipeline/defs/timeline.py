@@ -30,8 +30,8 @@ def build_timeline_assets() -> list:
         automation_condition=dg.AutomationCondition.eager(),
         description="The decision as it stood at the end of each day of history (evaluated on the runs up "
         "to that day, in the phase the phase log gave the policy then): verdict, phase, evidence, the "
-        "deciding rule, config and whitelist hashes. Only new days are evaluated; a config or whitelist "
-        "change replays all. tables/decision_timeline.csv and decision_timeline.png in the outputs.",
+        "deciding rule, config and whitelist hashes. Only new days are evaluated; a config change replays "
+        "all, a whitelist change only the days whose runs it changed. tables/decision_timeline.csv and decision_timeline.png in the outputs.",
     )
     def decision_timeline(context: dg.AssetExecutionContext, storage: GateStorage) -> dg.MaterializeResult:
         cfg, _ = storage.decision_config()
