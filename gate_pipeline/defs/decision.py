@@ -14,6 +14,7 @@ from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
 from gate_pipeline.lib import analysis, reports, rules
 from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
+from gate_pipeline.lib.stats import paradox_warnings
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
 
@@ -194,6 +195,12 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
         statistics = read_statistics(storage)
         decision, phase_history = decide(storage, history, cfg_now)  # in the phase the log gives the policy
+        # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).
+        decision = decision.with_warnings(
+            paradox_warnings(
+                statistics.get("baseline_comparison"), decision.policy_hash, decision.previous_policy_hash
+            )
+        )
         whitelist = storage.whitelist()
         config_files = {DECISION_FILE: decision_raw}
         analysis_raw = storage.config_file(ANALYSIS_FILE)
@@ -217,6 +224,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 # Read at a glance, in this order: the verdict and why, for what, on how much evidence, by rule.
                 "verdict": decision.verdict,
                 "why": decision.why,
+                "warnings": dg.MetadataValue.json([w.model_dump() for w in decision.warnings]),
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
                 "phase_history": phase_history,
