@@ -37,20 +37,7 @@ def whitelist_backfill(
     base_config: Path = ROOT / "config",
 ):
     """Edit a copy of the whitelist (one more entry), then `gate-pipeline backfill` over the same --out/instance."""
-    config = out.parent / "config-backfill"
-    shutil.rmtree(config, ignore_errors=True)
-    shutil.copytree(base_config, config)
-    whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())
-    whitelist["entries"].append(
-        {
-            "reason": "schema_drift",
-            "match": "exact",
-            "class": "schema",
-            "owner": "bench",
-            "note": "bench backfill",
-        }
-    )
-    (config / "unknown_whitelist.json").write_bytes(orjson.dumps(whitelist, option=orjson.OPT_INDENT_2))
+    config = edited_whitelist_config(base_config, out.parent / "config-backfill")
     cmd = [
         str(venv_bin / "gate-pipeline"),
         "backfill",
@@ -67,6 +54,24 @@ def whitelist_backfill(
     stats = step_stats(home, run_id.group(1)) if run_id else []
     compute = sum(end - start for _, start, end in stats)
     return BackfillResult(child.wall_s, compute, int(reads.group(1)) if reads else -1, child.returncode == 0)
+
+
+def edited_whitelist_config(base_config: Path, config: Path) -> Path:
+    """A copy of `base_config` at `config` whose whitelist has one more entry (what a backfill follows)."""
+    shutil.rmtree(config, ignore_errors=True)
+    shutil.copytree(base_config, config)
+    whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())
+    whitelist["entries"].append(
+        {
+            "reason": "schema_drift",
+            "match": "exact",
+            "class": "schema",
+            "owner": "bench",
+            "note": "bench backfill",
+        }
+    )
+    (config / "unknown_whitelist.json").write_bytes(orjson.dumps(whitelist, option=orjson.OPT_INDENT_2))
+    return config
 
 
 def _tick_times(root, today: date, lookback: int, repeat: int = 5) -> tuple[float, float, int]:

@@ -12,6 +12,7 @@ from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStora
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
 from gate_pipeline.lib import analysis, reports, rules
+from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
 from gate_pipeline.lib.reports import decision_svg
 from gate_pipeline.lib.stats import paradox_warnings
@@ -200,6 +201,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
     )
     def decision_outputs(context: dg.AssetExecutionContext, storage: GateStorage):
         """Decision and report in one step: both need the whole classified history, read once."""
+        release_memory()
         cfg_now, decision_raw = storage.decision_config()
         data = storage.data()
         table = analysis.read_history(

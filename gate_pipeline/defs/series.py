@@ -12,6 +12,7 @@ from gate_pipeline.lib import daily, series_cache
 from gate_pipeline.lib.analysis import counts_section
 from gate_pipeline.lib.discovery import date_window, list_top_level
 from gate_pipeline.lib.ingest import quarantine_frame
+from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
 from gate_pipeline.settings import Settings
@@ -61,6 +62,7 @@ def classified_versions(storage: GateStorage) -> dict[str, str]:
     automation_condition=follows_parent(SOURCE_TABLE),
 )
 def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> dg.MaterializeResult:
+    release_memory()  # what the daily step left behind, before the history is read
     # Taken before the inputs are read: every day classified up to this event is in them.
     seen = latest_event_id(context.instance, dg.AssetKey(SOURCE_TABLE))
     data = storage.data()

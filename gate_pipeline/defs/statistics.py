@@ -14,6 +14,7 @@ from gate_pipeline.dagster_helpers.metadata import OWNERS, frame_markdown, reada
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.lib import analysis
+from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.stats import to_jsonable
 from gate_pipeline.lib.whitelist import whitelist_health
 from gate_pipeline.settings import Settings
@@ -75,6 +76,7 @@ def _section_metadata(section: analysis.Section, paths: dict[str, str]) -> dict:
 )
 def rollout_statistics(storage: GateStorage):
     """All statistics assets in one step: the classified history is read once (it is the expensive part)."""
+    release_memory()
     cfg = storage.analysis_config()
     outputs, data = storage.outputs(), storage.data()
     # Only the columns the sections read: the file hashes and metrics JSON are most of the history's bytes.

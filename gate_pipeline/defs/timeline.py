@@ -10,6 +10,7 @@ from gate_pipeline.defs.lifecycle import PHASE_LOG, decision_config_files, lifec
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.lib import analysis, lifecycle, timeline
+from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.provenance import config_sha256
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
@@ -29,10 +30,11 @@ def build_timeline_assets() -> list:
         automation_condition=dg.AutomationCondition.eager(),
         description="The decision as it stood at the end of each day of history (evaluated on the runs up "
         "to that day, in the phase the phase log gave the policy then): verdict, phase, evidence, the "
-        "deciding rule, config and whitelist hashes. Only new days are evaluated; a config or whitelist "
-        "change replays all. tables/decision_timeline.csv and decision_timeline.png in the outputs.",
+        "deciding rule, config and whitelist hashes. Only new days are evaluated; a config change replays "
+        "all, a whitelist change only the days whose runs it changed. tables/decision_timeline.csv and decision_timeline.png in the outputs.",
     )
     def decision_timeline(context: dg.AssetExecutionContext, storage: GateStorage) -> dg.MaterializeResult:
+        release_memory()
         cfg, _ = storage.decision_config()
         data, outputs = storage.data(), storage.outputs()
         history = analysis.read_history(data.read_bytes(HISTORY_FILE), frame_columns(cfg)).to_pandas()

@@ -32,9 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS
 from gate_pipeline.lib.escape import csv_frame
+from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.normalize import run_table_frame
 from gate_pipeline.lib.series import SERIES_COLUMNS, SERIES_DTYPES, format_series, in_series_order
 from gate_pipeline.lib.storage import Store
@@ -46,7 +48,9 @@ MANIFEST = "manifest.json"
 # vanished days) exceed this share of the rows.
 MAX_DAY_FILES = 16
 MAX_DAY_SHARE = 0.25
-BATCH_ROWS = 250_000  # new days are formatted and validated (one pandera call) in batches of this many rows
+# New days are formatted and validated (one pandera call) in batches of this many rows: the pandas frames of a
+# batch are the step's largest transient (~3 KB a row), so the batch bounds it whatever the history's length.
+BATCH_ROWS = 50_000
 
 # Cache-only columns next to the classified columns: the day file the row came from, the formatted series
 # text and the row's CSV line (with its "\n").
@@ -142,14 +146,14 @@ def _parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def _ipc(table: pa.Table) -> bytes:
-    """A cache file: Arrow IPC with lz4, read back ~10x faster than zstd parquet (the base is read every run)."""
-    sink = pa.BufferOutputStream()
+def _write_ipc(table: pa.Table, sink) -> None:
+    """A cache file: Arrow IPC with lz4, read back ~10x faster than zstd parquet (the base is read every run).
+    One record batch per chunk of `table` (no combined copy first), streamed into `sink` (a file opened for
+    writing): the base holds the whole history, and each in-memory copy of it raised the step's peak."""
     with pyarrow.ipc.new_file(
         sink, table.schema, options=pyarrow.ipc.IpcWriteOptions(compression="lz4")
     ) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def _read_ipc(data: bytes) -> pa.Table:
@@ -229,6 +233,8 @@ def _build_days(
         names, starts, counts = np.unique(labels, return_index=True, return_counts=True)
         for day, start, count in zip(names.tolist(), starts.tolist(), counts.tolist(), strict=True):
             built[day] = table.slice(start, count)
+        del runs, series, table
+        release_memory()  # the batch's pandas frames: otherwise resident until the process ends
 
     rows = 0
     for day in days:
@@ -417,10 +423,15 @@ class _Cache:
                 raise _CacheMiss(rel) from exc
         return tables
 
-    def commit(self, manifest: dict, files: dict[str, bytes]) -> None:
-        """Write new files, then the manifest (the commit), then remove files it no longer names."""
-        for name, payload in files.items():
-            self.store.write_bytes(payload, self.folder, name)
+    def commit(self, manifest: dict, files: dict[str, pa.Table]) -> None:
+        """Write new files, then the manifest (the commit), then remove files it no longer names. A file is
+        streamed to the store (never whole in memory); until the manifest names it, no reader looks at it."""
+        fs = self.store.fs
+        if files and isinstance(fs, LocalFileSystem):
+            fs.makedirs(self.store.path(self.folder).path, exist_ok=True)
+        for name, table in files.items():
+            with fs.open(self.store.path(self.folder, name).path, "wb") as handle:
+                _write_ipc(table, handle)
         self.store.write_bytes(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS), self.folder, MANIFEST)
         named = {manifest["base"]["file"], *(entry["file"] for entry in manifest["days"].values()), MANIFEST}
         for name in self.store.list_names(self.folder):
@@ -526,15 +537,16 @@ def _update(
         or recent_files > max_day_files
         or (recent_rows + stale_rows) > max_day_share * max(total, 1)
     )
-    files: dict[str, bytes] = {}
+    files: dict[str, pa.Table] = {}
     if compact:
         base_file = None
         if total:
-            union_order = assembled.order if assembled.order is not None else np.arange(rows)
-            base_rows = np.concatenate([union_order, assembled.dropped])
-            base_table = _gather(union, base_rows) if len(base_rows) else union
+            # The rows in series order (assembled.out, already one contiguous copy), then the dropped copies.
+            base_table = assembled.out
+            if len(assembled.dropped):
+                base_table = pa.concat_tables([base_table, union.take(assembled.dropped)])
             base_file = f"base-{_token(versions)}.arrow"
-            files[base_file] = _ipc(base_table.combine_chunks())  # one record batch: reads ~4x faster
+            files[base_file] = base_table
         manifest = {
             "format": CACHE_FORMAT,
             "columns": [list(c) for c in dtypes] if dtypes is not None else None,
@@ -547,7 +559,7 @@ def _update(
         for day, table in built.items():
             name = f"day-{day}-{versions[day][:16]}.arrow" if table is not None else None
             if name:
-                files[name] = _ipc(table)
+                files[name] = table
             entries[day] = {"digest": versions[day], "file": name}
         manifest = {
             "format": CACHE_FORMAT,

@@ -6,9 +6,12 @@ day: candidate policy, phase, verdict, evidence (runs, days), the deciding rule,
 value, interval and threshold, and the config and whitelist hashes.
 
 Incremental: each row keeps the key it was computed from (a chained digest of the runs up to that day, the
-number of phase-log lines up to that day, the config and whitelist hashes); a day is evaluated again only
-when its key changed, so a new day appends and a config or whitelist change replays every day. Reads the
-stored history only, never an artifact. Pure logic: no Dagster imports.
+number of phase-log lines up to that day, the config hash); a day is evaluated again only when its key
+changed, so a new day appends and a config change replays every day. The whitelist hash is not part of the
+key: the evaluation reads the whitelist only through the history's columns, which the chained digest covers,
+so after a whitelist change (a backfill) a day whose runs read the same is reused with the new hash stamped on
+it, equal to evaluating it again. Reads the stored history only, never an artifact. Pure logic: no Dagster
+imports.
 """
 
 from __future__ import annotations
@@ -127,17 +130,16 @@ def build_timeline(
         date = day.strftime("%Y-%m-%d")
         key = {
             "config_sha256": config_sha256,
-            "whitelist_sha256": whitelist_sha256,
             "history_key": history_key,
             "log_lines": sum(t < end for t in times),
         }
         old = reuse.get(date)
         if old is not None and old["chart_rule"] == chart_rule and all(old[k] == v for k, v in key.items()):
-            rows.append(old)
+            rows.append({**old, "whitelist_sha256": whitelist_sha256})
             continue
         until = (end - pd.Timedelta(microseconds=1)).to_pydatetime()
         decision = lifecycle.evaluate_in_phase(history[ts < end], cfg, entries, until=until)
-        rows.append(_row(decision, date, end, chart_rule, **key))
+        rows.append(_row(decision, date, end, chart_rule, whitelist_sha256=whitelist_sha256, **key))
         evaluated += 1
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype({"n_runs": "int64", "log_lines": "int64"}), evaluated

@@ -17,9 +17,9 @@ def history() -> pd.DataFrame:
     return pd.concat([p1, p2], ignore_index=True)
 
 
-def build(frame, cfg, entries=(), previous=None, config="c1"):
+def build(frame, cfg, entries=(), previous=None, config="c1", whitelist="w1"):
     return timeline.build_timeline(
-        frame, cfg, list(entries), config_sha256=config, whitelist_sha256="w1", chart_rule="fail_rate",
+        frame, cfg, list(entries), config_sha256=config, whitelist_sha256=whitelist, chart_rule="fail_rate",
         previous=previous,
     )  # fmt: skip
 
@@ -71,6 +71,28 @@ def test_incremental_equals_full_and_evaluates_only_new_days():
     late = make_runs(1, policy="p1", start=pd.Timestamp("2026-03-02T12:00:00Z"), run_id="late")
     _, evaluated = build(pd.concat([full_history, late], ignore_index=True), cfg, previous=full)
     assert evaluated == 5
+
+
+def test_a_whitelist_change_reuses_days_whose_runs_read_the_same():
+    cfg = load("policy_constants.yaml")
+    full_history = history()
+    before, _ = build(full_history, cfg)
+    # A new whitelist that leaves the runs the rules read as they were: nothing is evaluated again, and the
+    # rows equal a timeline computed from scratch under the new whitelist (its hash stamped on every day).
+    again, evaluated = build(full_history, cfg, previous=before, whitelist="w2")
+    fresh, _ = build(full_history, cfg, whitelist="w2")
+    assert evaluated == 0
+    assert set(again["whitelist_sha256"]) == {"w2"}
+    pd.testing.assert_frame_equal(again, fresh)
+    # One that changes a column the rules read (here p1's 10th run, 03-03 14:00, FAILs) re-evaluates that
+    # day and the three after it.
+    changed = full_history.copy()
+    assert changed.loc[9, "timestamp"] == T0 + pd.Timedelta(hours=54)
+    changed.loc[9, "outcome"] = "FAIL"
+    again, evaluated = build(changed, cfg, previous=before, whitelist="w2")
+    fresh, _ = build(changed, cfg, whitelist="w2")
+    assert evaluated == 4
+    pd.testing.assert_frame_equal(again, fresh)
 
 
 def test_a_transition_in_the_log_changes_the_phase_from_that_day_on(tmp_path):
