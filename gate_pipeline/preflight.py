@@ -29,12 +29,13 @@ class PreflightError(Exception):
     """One line (or one line per config problem) saying what is wrong and where."""
 
 
-def check(settings: Settings, *, outputs: bool = True) -> None:
-    """Raise PreflightError for the first problem found."""
+def check(settings: Settings, *, outputs: bool = True, artifacts: bool = True) -> None:
+    """Raise PreflightError for the first problem found (``artifacts``: the artifact root is checked too)."""
     config = settings.store(settings.config_url)
     _reachable(config, "config folder", must_exist=True)
     _configs(settings)
-    _reachable(settings.store(settings.artifacts_url), "artifact root", must_exist=True)
+    if artifacts:
+        _reachable(settings.store(settings.artifacts_url), "artifact root", must_exist=True)
     if outputs:
         _writable(settings.store(settings.outputs_url), "--out")
         _writable(settings.store(settings.data_url), "data folder")

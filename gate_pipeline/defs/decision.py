@@ -7,17 +7,23 @@ import orjson
 import pyarrow.compute as pc
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
-from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, phases_in_use, rules_of_phases
-from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
+from gate_pipeline.defs.lifecycle import (
+    PHASE_LOG,
+    decision_config_files,
+    not_in_phase,
+    phase_history_table,
+    phases_in_use,
+    rules_of_phases,
+)
+from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
-from gate_pipeline.lib import analysis, reports, rules
-from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
+from gate_pipeline.lib import analysis, lifecycle, published, reports, rules
+from gate_pipeline.lib.provenance import PROVENANCE_LABELS, changed_inputs
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
 
 GROUP = "decision"
-SCHEMA_VERSION = "1"
 STATISTICS_DEPS = list(STATISTICS_DESCRIPTIONS)
 
 
@@ -182,25 +188,23 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
     )
     def decision_outputs(context: dg.AssetExecutionContext, storage: GateStorage):
         """Decision and report in one step: both need the whole classified history, read once."""
-        cfg_now, decision_raw = storage.decision_config()
-        data = storage.data()
-        table = analysis.read_history(
-            data.read_bytes(HISTORY_FILE), frame_columns(cfg_now) | {*MANIFEST_COLUMNS, "whitelist_sha256"}
-        )
-        # The manifest hash and the whitelist versions come from Arrow; only what the rules and the chart
-        # read becomes a pandas frame (the hash columns are most of the history's bytes).
-        history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
+        cfg_now, _ = storage.decision_config()
+        data, outputs = storage.data(), storage.outputs()
+        table = analysis.read_history(data.read_bytes(HISTORY_FILE), published.history_columns(cfg_now))
         statistics = read_statistics(storage)
-        decision, phase_history = decide(storage, history, cfg_now)  # in the phase the log gives the policy
         whitelist = storage.whitelist()
-        config_files = {DECISION_FILE: decision_raw}
-        analysis_raw = storage.config_file(ANALYSIS_FILE)
-        if analysis_raw is not None:
-            config_files[ANALYSIS_FILE] = analysis_raw
-        hashes = provenance(table, whitelist.sha256, config_files)
-        doc = reports.rollout_metrics_document(decision, statistics, hashes, SCHEMA_VERSION)
-        payload = reports.dumps_canonical(doc)
-        outputs = storage.outputs()
+        entries = lifecycle.read_log(outputs, cfg_now.phase_order)
+        # In the phase the log gives the policy; what-if replay (lib/whatif.py) publishes through the same call.
+        made = published.decide(
+            table,
+            cfg_now,
+            entries,
+            whitelist_sha256=whitelist.sha256,
+            config=decision_config_files(storage),
+            statistics=statistics,
+        )
+        decision, hashes, doc, payload = made.decision, made.hashes, made.document, made.payload
+        phase_history = phase_history_table(entries, decision, cfg_now)
         path = outputs.write_bytes(payload, "rollout_metrics.json")
         stale = (
             sorted(set(pc.unique(table.column("whitelist_sha256")).to_pylist()) - {whitelist.sha256})
@@ -249,7 +253,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         for name in sorted(declared - {rule_check_name(r.name) for r in decision.rules}):
             yield not_in_phase(name, decision.current_phase)
 
-        chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics))
+        chart, reused = reports.chart_png(data, *reports.chart_inputs(made.history, statistics))
         if reused:
             context.log.info("chart inputs unchanged: rollout_chart.png reused without rendering")
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")
@@ -270,16 +274,6 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         )
 
     return [decision_outputs]
-
-
-CHART_COLUMNS = frozenset({"timestamp", "run_id", "policy_hash", "unknown_rate"})
-
-
-def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
-    """History columns the decision step needs as a frame: what the rules of any phase read (the phase log
-    decides which phase's rules apply), plus the chart's columns."""
-    phases = (cfg.model_copy(update={"current_phase": phase}) for phase in cfg.phase_order)
-    return set().union(*map(rules.used_columns, phases)) | CHART_COLUMNS
 
 
 def build(settings: Settings) -> dg.Definitions:

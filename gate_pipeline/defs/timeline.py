@@ -5,12 +5,12 @@ import base64
 import dagster as dg
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS
-from gate_pipeline.defs.decision import frame_columns
 from gate_pipeline.defs.lifecycle import PHASE_LOG, decision_config_files, lifecycle_config
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.lib import analysis, lifecycle, timeline
 from gate_pipeline.lib.provenance import config_sha256
+from gate_pipeline.lib.published import frame_columns
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
 from gate_pipeline.settings import Settings
