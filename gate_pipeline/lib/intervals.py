@@ -120,24 +120,63 @@ def log_mixture_one_sided(k, n, p, a, b, above: bool) -> Array:
 def mixture_bounds(k, n, alpha_lo, alpha_hi, a, b) -> tuple[Array, Array]:
     """Confidence-sequence bounds by inverting the one-sided mixture tests: the lower bound at alpha_lo is
     where log M^+(p) falls below log(1/alpha_lo) (left of k/n), the upper bound at alpha_hi where log M^-(p)
-    does (right of k/n); found by vectorized bisection."""
+    does (right of k/n); found by vectorized bisection, each side on its own (:func:`mixture_side`)."""
     k, n, alo, ahi, a, b = _arr(k, n, alpha_lo, alpha_hi, a, b)
+    return mixture_side(k, n, alo, a, b, lower=True), mixture_side(k, n, ahi, a, b, lower=False)
+
+
+def mixture_side(k, n, alpha, a, b, lower: bool) -> Array:
+    """One side of :func:`mixture_bounds`: the lower bound at ``alpha`` (``lower``) or the upper bound.
+
+    Bisection over [0, k/n] (lower) or [k/n, 1] (upper), ``_BISECT_STEPS`` halvings. The parts of the
+    martingale that do not depend on p (the two log-beta terms) are computed once, in the same order of
+    operations as :func:`log_mixture_one_sided`, so every step sees the same floats as that function."""
+    k, n, alpha, a, b = _arr(k, n, alpha, a, b)
     phat = np.where(n > 0, k / np.maximum(n, 1), 0.5)
+    above = lower  # the lower bound inverts the test against rates above p, with the prior on (p, 1]
+    tail = special.betaincc if above else special.betainc
+    log_beta = special.betaln(a + k, b + n - k) - special.betaln(a, b)
+    target = -np.log(alpha)
+    lo, hi = (np.zeros_like(phat), phat.copy()) if lower else (phat.copy(), np.ones_like(phat))
+    for _ in range(_BISECT_STEPS):
+        mid = (lo + hi) / 2
+        loglik = special.xlogy(k, mid) + special.xlog1py(n - k, -mid)
+        with np.errstate(divide="ignore"):
+            mass = np.log(tail(a + k, b + n - k, mid)) - np.log(tail(a, b, mid))
+        rejected = log_beta - loglik + mass >= target
+        # lower side: p rejected -> the bound is right of mid; upper side: rejected -> left of mid
+        move_lo = rejected if above else ~rejected
+        lo, hi = np.where(move_lo, mid, lo), np.where(move_lo, hi, mid)
+    if lower:
+        return np.where((k > 0) & (n > 0), hi, 0.0)
+    return np.where((k < n) & (n > 0), lo, 1.0)
 
-    def root(lo, hi, target, above):
-        for _ in range(_BISECT_STEPS):
-            mid = (lo + hi) / 2
-            rejected = log_mixture_one_sided(k, n, mid, a, b, above) >= target
-            # lower side: p rejected -> the bound is right of mid; upper side: rejected -> left of mid
-            move_lo = rejected if above else ~rejected
-            lo, hi = np.where(move_lo, mid, lo), np.where(move_lo, hi, mid)
-        return hi if above else lo
 
-    lower = root(np.zeros_like(phat), phat.copy(), -np.log(alo), above=True)
-    upper = root(phat.copy(), np.ones_like(phat), -np.log(ahi), above=False)
-    lower = np.where((k > 0) & (n > 0), lower, 0.0)
-    upper = np.where((k < n) & (n > 0), upper, 1.0)
-    return lower, upper
+#: How far (in log M) the martingale at q must be from the level for :func:`_side_reaches` to decide without
+#: the bisection. Rounding in log M is ~1e-10 at a million runs, and the bisection's last bracket moves log M
+#: by less than that; inside this band the bisection decides.
+_DECIDE_MARGIN = 1e-6
+
+
+def _side_reaches(k: int, n: int, q: float, alpha: float, a: float, b: float, lower: bool) -> bool:
+    """``mixture_side(k, n, alpha, a, b, lower) >= q``, mostly from one evaluation of the martingale at q.
+
+    The bound is where the one-sided test at alpha stops rejecting, and the rejected rates are an interval
+    ([0, bound) for the lower side, (bound, 1] for the upper one; the tests check this against a grid), so
+    whether the bound lies past q is whether q itself is rejected. When log M at q is within
+    ``_DECIDE_MARGIN`` of the level, or q is k/n itself, the full bisection answers, so the result is always
+    the bisection's."""
+    if n <= 0 or (k <= 0 if lower else k >= n):
+        return (0.0 if lower else 1.0) >= q
+    phat = k / n
+    if q != phat:
+        if (q > phat) if lower else (q < phat):  # the bound never crosses k/n
+            return not lower
+        log_m = float(log_mixture_one_sided(k, n, q, a, b, above=lower))
+        level = float(-np.log(np.asarray(alpha, dtype=float)))
+        if np.isfinite(log_m) and abs(log_m - level) > _DECIDE_MARGIN:
+            return (log_m >= level) == lower  # lower: q rejected -> bound > q; upper: rejected -> bound < q
+    return bool(mixture_side(k, n, alpha, a, b, lower) >= q)
 
 
 # --------------------------------------------------------------------------------------- rates, dispatch
@@ -193,14 +232,24 @@ def quantile_bounds(
     if n == 0:
         return None, None
 
-    def low_f(j: int) -> float:  # lower bound on P(X <= x_(j)), increasing in j
-        return float(rate_bounds(j, n, alpha_hi, 0.5, method, a, b)[0])
+    if method == "sequential":  # one martingale evaluation per probed rank instead of two bisections
 
-    def up_f(j: int) -> float:  # upper bound on P(X < x_(j)), increasing in j
-        return float(rate_bounds(j - 1, n, 0.5, alpha_lo, method, a, b)[1])
+        def low_reaches(j: int) -> bool:  # lower bound on P(X <= x_(j)) >= q, increasing in j
+            return _side_reaches(j, n, q, alpha_hi, a, b, lower=True)
 
-    j_hi = _first_true(lambda j: low_f(j) >= q, n)  # smallest j with low_f(j) >= q
-    j_lo = _first_true(lambda j: up_f(j) >= q, n) - 1  # largest j with up_f(j) < q
+        def up_reaches(j: int) -> bool:  # upper bound on P(X < x_(j)) >= q, increasing in j
+            return _side_reaches(j - 1, n, q, alpha_lo, a, b, lower=False)
+
+    else:
+
+        def low_reaches(j: int) -> bool:
+            return float(rate_bounds(j, n, alpha_hi, 0.5, method, a, b)[0]) >= q
+
+        def up_reaches(j: int) -> bool:
+            return float(rate_bounds(j - 1, n, 0.5, alpha_lo, method, a, b)[1]) >= q
+
+    j_hi = _first_true(low_reaches, n)  # smallest j with low_f(j) >= q
+    j_lo = _first_true(up_reaches, n) - 1  # largest j with up_f(j) < q
     hi = float(x[j_hi - 1]) if j_hi <= n else None
     lo = float(x[j_lo - 1]) if j_lo >= 1 else None
     return lo, hi

@@ -22,7 +22,10 @@ from gate_pipeline.lib.series import in_series_order
 
 def introduction_order(df: pd.DataFrame) -> list[str]:
     """The non-null policy hashes by their first run: timestamp (null last), ties by hash; oldest first."""
-    hashes, ts_key = _in_series_order(df)
+    return _introduction_order(*_in_series_order(df))
+
+
+def _introduction_order(hashes: np.ndarray, ts_key: np.ndarray) -> list[str]:
     known = ~pd.isna(hashes)
     if not known.any():
         return []
@@ -47,10 +50,10 @@ def candidate_policy(
         raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
     if recent_runs < 1:
         raise ValueError(f"recent_runs must be at least 1, got {recent_runs!r}")
-    order = introduction_order(df)
+    hashes, ts_key = _in_series_order(df)
+    order = _introduction_order(hashes, ts_key)
     if not order:
         return None, None
-    hashes, _ = _in_series_order(df)
     recent = pd.Series(hashes[~pd.isna(hashes)][-recent_runs:]).astype(str)
     share = recent.value_counts(normalize=True)
     chosen = next((h for h in reversed(order) if share.get(h, 0.0) >= min_share), None)
@@ -65,17 +68,28 @@ def _in_series_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """policy_hash values and timestamp keys (ns; null = int64 max) in (timestamp, run_id) order."""
     if df.empty:
         return np.array([], dtype=object), np.array([], dtype=np.int64)
-    ts = pd.to_datetime(df["timestamp"], utc=True, errors="coerce")
+    ts = pd.to_datetime(df["timestamp"], utc=True, errors="coerce", cache=False)
     ts_key = np.where(
         ts.isna().to_numpy(), np.iinfo(np.int64).max, ts.to_numpy(dtype="datetime64[ns]").view("i8")
     )
-    if "run_id" in df.columns:
-        run_key = df["run_id"].astype(object).where(df["run_id"].notna(), "").astype(str).to_numpy()
-    else:  # a frame without run ids (e.g. hand-built in a test): timestamps alone order it
-        run_key = np.full(len(ts_key), "", dtype=object)
-    # The history is stored in series order: then no sort.
-    order = np.arange(len(ts_key)) if in_series_order(ts_key, run_key) else np.lexsort((run_key, ts_key))
+    # The history is stored in series order: then no sort, and only the run_ids of tied timestamps are read
+    # (turning 100k run_ids into text keys cost more than the rest of a decision).
+    steps = np.diff(ts_key)
+    ties = np.flatnonzero(steps == 0)
+    tied = np.union1d(ties, ties + 1)
+    if (steps >= 0).all() and (not len(ties) or in_series_order(ts_key[tied], _run_key(df, tied))):
+        order = np.arange(len(ts_key))
+    else:
+        order = np.lexsort((_run_key(df), ts_key))
     return df["policy_hash"].to_numpy(dtype=object)[order], ts_key[order]
+
+
+def _run_key(df: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+    """run_id as text ("" for null; all "" without the column) of all rows or of the positions ``rows``."""
+    if "run_id" not in df.columns:  # a frame without run ids (e.g. hand-built in a test): timestamps order it
+        return np.full(len(df) if rows is None else len(rows), "", dtype=object)
+    run_id = df["run_id"] if rows is None else df["run_id"].iloc[rows]
+    return run_id.astype(object).where(run_id.notna(), "").astype(str).to_numpy()
 
 
 __all__ = ["candidate_policy", "introduction_order"]

@@ -51,16 +51,22 @@ DECIDING = {"ROLLBACK": "ROLLBACK", "NO_GO": "FAIL", "HOLD": "HOLD"}
 def day_keys(history: pd.DataFrame) -> pd.DataFrame:
     """Per UTC day with runs: its end (exclusive bound) and a digest chained over every day up to it, so a
     run added to or changed on any earlier day changes the key of every later day too."""
-    ts = pd.to_datetime(history["timestamp"], utc=True)
-    day = ts.dt.floor("D")
+    ts = pd.to_datetime(history["timestamp"], utc=True, cache=False)
+    # Day starts as int64 ns: an object array of Timestamps cost ~1 s per build at 100k runs.
+    day = ts.dt.floor("D").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("i8")
     cols = sorted(history.columns)
     # pandas' vectorised row hash (stable across processes for the same values and dtypes); ~20x faster
     # than hashing the text of each cell, which cost ~1.3 s per build at 100k runs.
     row_hash = pd.util.hash_pandas_object(history[cols], index=False).to_numpy()
-    order = np.lexsort((row_hash, day.to_numpy()))
+    dated = np.flatnonzero(~ts.isna().to_numpy())  # a run without a time belongs to no day
+    order = dated[np.lexsort((row_hash[dated], day[dated]))]
+    day_sorted, hash_sorted = day[order], row_hash[order]
+    new_day = np.r_[True, day_sorted[1:] != day_sorted[:-1]] if len(order) else np.zeros(0, dtype=bool)
+    bounds = np.r_[np.flatnonzero(new_day), len(order)]
     days, keys, chained = [], [], hashlib.sha256()
-    for d, hashes in pd.Series(row_hash[order]).groupby(day.to_numpy()[order], sort=True):
-        chained.update(d.isoformat().encode() + hashes.to_numpy().tobytes())
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        d = pd.Timestamp(int(day_sorted[start]), tz="UTC")
+        chained.update(d.isoformat().encode() + hash_sorted[start:stop].tobytes())
         days.append(d)
         keys.append(chained.copy().hexdigest())
     return pd.DataFrame({"day": days, "history_key": keys})

@@ -180,3 +180,38 @@ def test_quantile_bounds_agree_with_the_indicator_test(method):
         k_below = int(np.searchsorted(x, t, side="left"))  # values < t
         _, below_lt = iv.rate_pvalues(k_below, len(x), q, method, a, b)
         assert (lo >= t) == (below_lt <= 0.01)
+
+
+@pytest.mark.parametrize(
+    ("n", "q", "strength"), [(1, 0.5, 1.0), (7, 0.9, 10.0), (40, 0.5, 1.0), (61, 0.99, 2.0)]
+)
+def test_rank_search_answers_as_the_bisection_would(n, q, strength):
+    """quantile_bounds decides each probed rank from one martingale value at q; that answer is the full
+    bisection's at every rank and level, including k/n == q and levels at the martingale's value."""
+    a, b = strength * q, strength * (1 - q)
+    for alpha in (0.001, 0.0125, 0.05, 0.5):
+        for k in range(n + 1):
+            for lower in (True, False):
+                want = bool(iv.mixture_side(k, n, alpha, a, b, lower) >= q)
+                assert iv._side_reaches(k, n, q, alpha, a, b, lower) is want, (k, alpha, lower)
+    # at the level itself the bisection decides: alpha = 1 / M at q for a rank that is clear of k/n
+    k = max(1, round(0.2 * n))
+    if k / n < q:
+        alpha = float(np.exp(-iv.log_mixture_one_sided(k, n, q, a, b, above=False)))
+        want = bool(iv.mixture_side(k, n, alpha, a, b, lower=False) >= q)
+        assert iv._side_reaches(k, n, q, alpha, a, b, lower=False) is want
+
+
+def test_quantile_bounds_are_the_full_bisections_ranks():
+    """The interval equals the one found by bisecting every probed rank's bound (the pre-shortcut method)."""
+    x = np.sort(np.round(np.random.default_rng(3).exponential(size=300), 2))  # ties, as CI durations have
+    for q, alo, ahi in [(0.5, 0.01, 0.05), (0.9, 0.0025, 0.5), (0.99, 0.05, 0.001)]:
+        a, b = 2 * q, 2 * (1 - q)
+
+        def bound(k, alpha, lower, q=q, a=a, b=b):
+            return iv.mixture_side(k, 300, alpha, a, b, lower) >= q
+
+        low = iv._first_true(lambda j, ahi=ahi, bound=bound: bound(j, ahi, True), 300)
+        up = iv._first_true(lambda j, alo=alo, bound=bound: bound(j - 1, alo, False), 300) - 1
+        want = (float(x[up - 1]) if up >= 1 else None, float(x[low - 1]) if low <= 300 else None)
+        assert iv.quantile_bounds(x, q, alo, ahi, "sequential", a, b) == want

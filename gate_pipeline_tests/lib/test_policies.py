@@ -67,3 +67,24 @@ def test_first_runs_at_the_same_time_are_ranked_by_hash_and_null_timestamps_come
     assert candidate_policy(df, 0.25, recent_runs=50) == ("late", "zeta")
     assert candidate_policy(df, 0.5, recent_runs=50) == ("zeta", "alpha")
     assert candidate_policy(df, 0.5, recent_runs=1) == ("late", "zeta")  # the last run with a hash
+
+
+def test_runs_at_the_same_time_are_ordered_by_run_id_when_only_those_are_out_of_order():
+    """Timestamps non-decreasing but a tied pair's run_ids reversed (and a null run_id, sorted as ""): the
+    order is (timestamp, run_id), so the last run is r9 with "b"; sorted ties keep the stored order."""
+    ts = pd.Timestamp("2026-03-01T10:00:00Z")
+    df = pd.DataFrame(
+        {
+            "timestamp": [
+                ts,
+                ts + pd.Timedelta(hours=1),
+                ts + pd.Timedelta(hours=1),
+                ts + pd.Timedelta(hours=2),
+            ],
+            "run_id": ["r1", "r9", "r2", None],
+            "policy_hash": ["a", "b", "c", "a"],
+        }
+    )
+    assert candidate_policy(df.iloc[:3], 0.5, recent_runs=1) == ("b", "a")  # r2 (c) before r9 (b)
+    assert candidate_policy(df.iloc[[0, 2, 1]], 0.5, recent_runs=1) == ("b", "a")  # already sorted
+    assert introduction_order(df) == ["a", "b", "c"]  # first runs at the same time: ranked by hash
