@@ -67,7 +67,7 @@ def _locked(command=None, *, dagster_run: bool = True):
     def wrapper(args: argparse.Namespace) -> int:
         try:
             settings = _settings(args)
-            preflight.check(settings, artifacts=dagster_run)
+            preflight.check(settings, dagster_run=dagster_run)
             folders = [_ensure_dagster_home()] if dagster_run else []
             data = settings.store(settings.data_url)
             if isinstance(data.fs, LocalFileSystem):
