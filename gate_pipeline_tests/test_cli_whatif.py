@@ -284,3 +284,35 @@ def test_whatif_before_any_run_is_a_clear_error(workspace, capsys):
     err = capsys.readouterr().err
     assert f"error: no stored history under {tmp_path / 'out' / '_data'}" in err
     assert "run `gate-pipeline run` first" in err
+
+
+@pytest.mark.s3
+def test_whatif_on_s3_writes_what_a_local_whatif_writes(site, s3_bucket, capsys):
+    """History, config, candidate and results on S3 (the moto server): the same files, byte for byte, as
+    the same what-if on local disk."""
+    from gate_pipeline_tests.s3_server import upload_tree
+
+    (site / "candidate" / "unknown_whitelist.json").write_bytes(_whitelist_schema_drift(site / "config"))
+    for name in ("out", "config", "candidate"):
+        upload_tree(site / name, s3_bucket.url(f"ci/{name}"), s3_bucket.storage_options)
+    code = run_cli(
+        "whatif",
+        "--config",
+        s3_bucket.url("ci/candidate"),
+        "--out",
+        s3_bucket.url("ci/out"),
+        "--current-config",
+        s3_bucket.url("ci/config"),
+        "--name",
+        "wl",
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"{s3_bucket.url('ci/out')}/whatif/wl/whatif.md" in printed
+    assert _whatif(site, "--name", "wl") == 0
+    capsys.readouterr()
+    local = site / "out" / "whatif" / "wl"
+    files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    assert len(files) == 5 + 2 * len(REPLAYED) + 4  # report, summary, 3 CSVs; current/, candidate/; config/
+    for rel in files:
+        assert s3_bucket.upath(f"ci/out/whatif/wl/{rel}").read_bytes() == (local / rel).read_bytes(), rel
