@@ -15,7 +15,7 @@ from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
 from gate_pipeline.settings import Settings
 
-TIMELINE_FILE = "decision_timeline.parquet"  # data root: the rows and the keys they were computed from
+TIMELINE_FILE = timeline.STORE_FILE  # data root: the rows and the keys they were computed from
 TIMELINE_CSV = ("tables", "decision_timeline.csv")
 TIMELINE_PNG = "decision_timeline.png"
 SHOWN_DAYS = 14  # latest days in the asset's metadata table

@@ -296,7 +296,6 @@ def replay(
     name: str,
     *,
     days: int | None = None,
-    stored_timeline: str = "decision_timeline.parquet",
 ) -> WhatIf:
     """Both sides of the what-if from the data store (history, stored statistics, stored timeline) and the
     phase log in ``outputs`` (read only). ``days``: the timeline window (default: the candidate's
@@ -308,7 +307,8 @@ def replay(
         columns |= published.history_columns(side.decision) | set(statistics_columns(side.analysis))
     table = read_history(data, columns)
     stored = _stored_statistics(data)
-    previous = data.read_parquet(stored_timeline) if data.exists(stored_timeline) else None
+    stored_rows = timeline.STORE_FILE
+    previous = data.read_parquet(stored_rows) if data.exists(stored_rows) else None
 
     def side(config: ConfigSet, rows: pd.DataFrame | None, other: Side | None = None) -> Side:
         entries = lifecycle.read_log(outputs, config.decision.phase_order)
