@@ -46,6 +46,8 @@ def print_summary(settings: Settings) -> dict:
         f"\nDecision: {decision['verdict']} for policy_hash {decision['policy_hash']} "
         f"({decision['current_phase']} → {decision['next_phase'] or 'final'}): {decision['why']}"
     )
+    for warning in decision.get("warnings", []):  # named; they never change the verdict
+        print(f"  WARNING  {warning['name']} ({warning['metric']}): {warning['message']}")
     for rule in decision["rules"]:
         tag = " (observe-only)" if rule["observe_only"] else ""
         print(f"  {rule['verdict']:<8} {rule['name']}{tag}: {rule['why']}")

@@ -22,6 +22,7 @@ OUTPUTS = [
     "rollout_series_v1.md",
     "rollout_chart.png",
     "ci_comment.md",
+    "tables/compared_runs.csv",
     "tables/spikes_by_policy.csv",
     "tables/strata.csv",
     "tables/unknown_rate_by_group.csv",

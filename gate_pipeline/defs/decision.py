@@ -219,6 +219,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 # Read at a glance, in this order: the verdict and why, for what, on how much evidence, by rule.
                 "verdict": decision.verdict,
                 "why": decision.why,
+                "warnings": dg.MetadataValue.json([w.model_dump() for w in decision.warnings]),
                 "policy_hash": decision.policy_hash or "",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
                 "phase_history": phase_history,

@@ -32,6 +32,9 @@ STATISTICS_DESCRIPTIONS = {
     "warn_threshold_recommendation": "A recommended WARN threshold for the unknown rate per policy (from "
     "its median, once a policy has enough runs) and how many clean runs it would have flagged, with and "
     "without the whitelist; the candidate policy's is the headline.",
+    "baseline_comparison": "The candidate policy against its baseline: FAIL and WARN+FAIL rate differences "
+    "pooled and re-weighted to the baseline's stratum mix, a Simpson's paradox warning when they disagree in "
+    "direction, the runs excluded by class, and every run compared (tables/compared_runs.csv).",
 }
 WHITELIST_CHECK = "whitelist_entries_current"
 

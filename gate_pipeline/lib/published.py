@@ -14,6 +14,7 @@ import pyarrow as pa
 from gate_pipeline.lib import lifecycle, reports, rules
 from gate_pipeline.lib.lifecycle import LogEntry
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
+from gate_pipeline.lib.stats import paradox_warnings
 
 #: The classified, deduplicated history (data store) the statistics and the decision read.
 HISTORY_FILE = "rollout_runs.parquet"
@@ -48,6 +49,7 @@ def config_files(decision_raw: bytes, analysis_raw: bytes | None) -> dict[str, b
 @dataclass(frozen=True)
 class Published:
     decision: rules.Decision
+    evaluated: rules.Decision  # the rules' decision before the statistics' warnings are attached
     history: pd.DataFrame  # the frame the rules read (frame_columns), in the history's column order
     hashes: dict[str, str]  # the provenance
     document: dict[str, Any]  # rollout_metrics.json
@@ -66,13 +68,19 @@ def decide(
 ) -> Published:
     """The decision over the stored history ``table`` (at least :func:`history_columns`) in the phase the
     log gives the decided policy, and rollout_metrics.json with ``statistics`` and the provenance.
-    ``decision``: one already evaluated on the same rule columns, config and log (not evaluated again)."""
+    ``decision``: one already evaluated on the same rule columns, config and log (not evaluated again; its
+    warnings come from these ``statistics``)."""
     wanted = frame_columns(cfg)
     # The manifest hash comes from Arrow; only what the rules and the chart read becomes a pandas frame (the
     # hash columns are most of the history's bytes).
     history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
-    if decision is None:
-        decision = lifecycle.evaluate_in_phase(history, cfg, entries)
+    evaluated = lifecycle.evaluate_in_phase(history, cfg, entries) if decision is None else decision
+    # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).
+    decision = evaluated.with_warnings(
+        paradox_warnings(
+            statistics.get("baseline_comparison"), evaluated.policy_hash, evaluated.previous_policy_hash
+        )
+    )
     hashes = provenance(table, whitelist_sha256, config)
     document = reports.rollout_metrics_document(decision, statistics, hashes, SCHEMA_VERSION)
-    return Published(decision, history, hashes, document, reports.dumps_canonical(document))
+    return Published(decision, evaluated, history, hashes, document, reports.dumps_canonical(document))

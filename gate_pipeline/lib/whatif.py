@@ -246,7 +246,7 @@ def replay_side(
         whitelist_sha256=config.whitelist.sha256,
         config=config.decision_files,
         statistics={**stored_statistics, **statistics.loaded()},
-        decision=other.result.decision if reuse else None,
+        decision=other.result.evaluated if reuse else None,
     )
     keys = {
         "config_sha256": config_sha256(config.decision_files),

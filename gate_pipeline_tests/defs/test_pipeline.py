@@ -60,6 +60,25 @@ def test_sample_round_trip_counts_add_up(tmp_path):
     ]
     assert sorted(series["policy_hash"].dropna().unique()) == ["a6f53e", "b71c02"]
     assert set(series["stratum"]) == {"pinned", "unpinned", "unknown"}
+    # Candidate b71c02 against baseline a6f53e: every run of both in tables/compared_runs.csv; the one
+    # whitelisted-infra FAIL of each side is excluded (config/analysis.yaml), so b71c02's 5 FAILs of 35
+    # (the decision's fail_rate) are 4 of 34 compared; the pooled and standardized differences agree.
+    compared = pd.read_csv(tmp_path / "outputs" / "tables" / "compared_runs.csv")
+    per_policy = series["policy_hash"].value_counts()
+    assert len(compared) == per_policy["b71c02"] + per_policy["a6f53e"] == 69
+    assert compared.groupby(["side", "status"]).size().to_dict() == {
+        ("baseline", "compared"): 33,
+        ("baseline", "excluded"): 1,
+        ("candidate", "compared"): 34,
+        ("candidate", "excluded"): 1,
+    }
+    comparison = pd.read_csv(tmp_path / "outputs" / "tables" / "baseline_comparison.csv").set_index("metric")
+    fails = series[series["policy_hash"] == "b71c02"]["outcome"].str.upper().eq("FAIL").sum()
+    assert fails == 5 and comparison.loc[
+        "fail_rate", ["candidate_events", "candidate_compared"]
+    ].tolist() == [4, 34]
+    assert not comparison["simpsons_paradox"].any()
+    assert _metadata(result, "gate_decision")["warnings"] == []
     quarantine = pd.concat(
         pd.read_parquet(p) for p in (tmp_path / "data" / "quarantined_files").glob("*.parquet")
     )

@@ -218,7 +218,8 @@ def test_report_md_contains_decision_rules_and_degrades():
     fr = next(r for r in d.rules if r.name == "fail_rate")
     assert f"| {fr.method} |" in md and "Howard et al. 2021" in fr.method
     bare = render_report_md(d, None, None)
-    assert bare.count("Not computed.") == 3 and "Chart: not computed." in bare
+    # unknown_rate, classes, strata and the candidate-vs-baseline comparison each say so
+    assert bare.count("Not computed.") == 4 and "Chart: not computed." in bare
     assert md == render_report_md(d, dict(reversed(list(STATS.items()))), "rollout_chart.png")
 
 

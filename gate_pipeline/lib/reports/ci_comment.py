@@ -11,7 +11,8 @@ _ORDER = {"ROLLBACK": 0, "FAIL": 1, "HOLD": 2, "PASS": 3}
 
 
 def render_ci_comment(decision: Decision) -> str:
-    """Compact PR comment (<= ~15 lines): decision, policy_hash, phase transition, deciding rules first.
+    """Compact PR comment (<= ~15 lines): decision, policy_hash, phase transition, named warnings (e.g.
+    simpsons_paradox), deciding rules first.
     Every value that can come from an artifact is escaped (lib/escape.py): it renders as text, never as
     Markdown, HTML or a mention."""
     d = decision
@@ -23,6 +24,7 @@ def render_ci_comment(decision: Decision) -> str:
         f"policy_hash {md_code(d.policy_hash or 'none')} · phase {d.current_phase} → {d.next_phase or '(final)'} · "
         f"{d.n_runs} runs" + (f" over {d.days:.1f} days" if d.days is not None else ""),
         md_text(d.why, line_start=True),
+        *(f"- **Warning {w.name}** ({w.metric}): {md_text(w.message)}" for w in d.warnings),
         _method_line(d),
         "",
     ]

@@ -28,6 +28,7 @@ KNOWN_SECTIONS: tuple[tuple[str, str], ...] = (
     ("class_frequencies", "Unknown class frequencies"),
     ("strata", "Strata"),
 )
+BASELINE_SECTION = "baseline_comparison"
 MAX_TABLE_ROWS = 50
 PREFERRED_COLUMNS: tuple[str, ...] = (
     "name",
@@ -123,6 +124,128 @@ def _rule_table(rules: Sequence[RuleResult]) -> list[str]:
     return _md_table(header, rows)
 
 
+def _baseline_lines(doc: Mapping[str, Any] | None, methods: Mapping[str, Any] | None) -> list[str]:
+    """The candidate pair of the baseline_comparison section: pooled vs standardized difference per metric,
+    per stratum, the exclusions, and the methods by name."""
+    if not doc:
+        return ["Not computed."]
+    cand, base = doc.get("candidate"), doc.get("baseline")
+    if doc.get("status") != "ok":
+        return [f"No comparison: {md_text(doc.get('status'))} (candidate {md_code(cand or 'none')})."]
+    pair = [r for r in doc.get("comparisons", []) if (r["policy_hash"], r["baseline_hash"]) == (cand, base)]
+    out = [
+        f"Candidate {md_code(cand)} against baseline {md_code(base)}, by {md_text(doc.get('strata_column'))}; "
+        "difference = candidate − baseline (negative: the candidate has the lower rate).",
+        "",
+    ]
+    out += _md_table(
+        [
+            "metric",
+            "candidate",
+            "baseline",
+            "pooled diff",
+            "pooled interval",
+            "standardized diff",
+            "standardized interval",
+            "se",
+            "mix distance",
+            "Simpson's paradox",
+        ],
+        [
+            [
+                r["metric"],
+                f"{r['candidate_events']}/{r['candidate_compared']}",
+                f"{r['baseline_events']}/{r['baseline_compared']}",
+                r["pooled_diff"],
+                _interval("newcombe", r["pooled_ci_low"], r["pooled_ci_high"])
+                if r["pooled_diff"] is not None
+                else "–",
+                r["standardized_diff"],
+                _interval("mover", r["standardized_ci_low"], r["standardized_ci_high"])
+                if r["standardized_diff"] is not None
+                else r["standardized_status"],
+                r["standardized_se"],
+                r["mix_distance"],
+                "**yes**" if r["simpsons_paradox"] else "no",
+            ]
+            for r in pair
+        ],
+    )
+    for w in doc.get("warnings", []):
+        out += ["", f"**Warning {md_text(w['name'])}**: {md_text(w['message'])}"]
+    strata = [r for r in doc.get("strata", []) if (r["policy_hash"], r["baseline_hash"]) == (cand, base)]
+    out += ["", "Per stratum:", ""]
+    out += _md_table(
+        [
+            "metric",
+            "stratum",
+            "candidate",
+            "candidate share",
+            "baseline",
+            "baseline share",
+            "weight",
+            "rate diff",
+            "treatment",
+        ],
+        [
+            [
+                r["metric"],
+                r["stratum"],
+                f"{r['candidate_events']}/{r['candidate_compared']}",
+                r["candidate_share"],
+                f"{r['baseline_events']}/{r['baseline_compared']}",
+                r["baseline_share"],
+                r["weight"],
+                r["rate_diff"],
+                r["treatment"],
+            ]
+            for r in strata
+        ],
+    )
+    counts = pair[0] if pair else {}
+    out += [
+        "",
+        "Runs: "
+        + "; ".join(
+            f"{side} {counts.get(f'{side}_runs', 0)} = {counts.get(f'{side}_compared', 0)} compared + "
+            f"{counts.get(f'{side}_excluded', 0)} excluded + {counts.get(f'{side}_outcome_null', 0)} without outcome"
+            for side in ("candidate", "baseline")
+        )
+        + f". Every run with its status: {md_text(doc.get('compared_runs_file'))}.",
+        "",
+    ]
+    exclusions = [
+        r for r in doc.get("exclusions", []) if (r["policy_hash"], r["baseline_hash"]) == (cand, base)
+    ]
+    out += (
+        _md_table(
+            ["exclusion", "side", "runs", "by class"],
+            [[r["exclusion"], r["side"], r["runs"], r["classes"]] for r in exclusions],
+        )
+        if exclusions
+        else ["No exclusions configured."]
+    )
+    if methods:
+        out += [
+            "",
+            "Methods: "
+            + "; ".join(
+                f"{k.replace('_', ' ')}: {md_text(methods[k])}"
+                for k in (
+                    "pooled_difference",
+                    "standardized_difference",
+                    "standardized_interval",
+                    "standardized_se",
+                    "empty_strata",
+                    "simpsons_paradox",
+                )
+                if k in methods
+            )
+            + ".",
+        ]
+    return out
+
+
 def render_report_md(
     decision: Decision, statistics: Mapping[str, Any] | None, chart_filename: str | None
 ) -> str:
@@ -146,6 +269,8 @@ def render_report_md(
         "",
         f"**{d.verdict}** — {md_text(d.why)}",
         "",
+        *(f"- **Warning {w.name}** ({w.metric}): {md_text(w.message)}" for w in d.warnings),
+        *([""] if d.warnings else []),
         "Precedence over counted rules: ROLLBACK > NO_GO > HOLD > GO; observe-only rules are reported, not counted.",
         "",
         f"Method: {d.method.description}",
@@ -175,7 +300,9 @@ def render_report_md(
     for key, title in KNOWN_SECTIONS:
         out += ["", f"## {title}", ""]
         out += _render_any(stats[key]) if key in stats else ["Not computed."]
-    others = sorted(k for k in stats if k not in {k for k, _ in KNOWN_SECTIONS})
+    out += ["", "## Candidate against baseline policy", ""]
+    out += _baseline_lines(stats.get(BASELINE_SECTION), (stats.get("methods") or {}).get(BASELINE_SECTION))
+    others = sorted(k for k in stats if k not in {k for k, _ in KNOWN_SECTIONS} | {BASELINE_SECTION})
     if others:
         out += ["", "## Further statistics"]
         for key in others:

@@ -56,7 +56,13 @@ from gate_pipeline.lib.rules.config import (
     parse_decision_config,
 )
 from gate_pipeline.lib.rules.engine import evaluate, used_columns
-from gate_pipeline.lib.rules.results import Decision, DecisionMethod, RuleResult, StratumResult
+from gate_pipeline.lib.rules.results import (
+    Decision,
+    DecisionMethod,
+    DecisionWarning,
+    RuleResult,
+    StratumResult,
+)
 
 __all__ = [
     "DECISION_NUMBERS",
@@ -66,6 +72,7 @@ __all__ = [
     "DecisionConfig",
     "DecisionConfigError",
     "DecisionMethod",
+    "DecisionWarning",
     "DecisionSettings",
     "Match",
     "Metric",

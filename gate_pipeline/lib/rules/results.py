@@ -63,6 +63,21 @@ class DecisionMethod(_Out):
     rollback_tests: int
 
 
+class DecisionWarning(_Out):
+    """Something a reader of the verdict must know that does not change it, named so CI can match on it.
+
+    ``simpsons_paradox``: against its baseline policy, the candidate's pooled rate difference and its
+    difference at the baseline's stratum mix point in opposite directions (lib/stats/baseline.py)."""
+
+    name: str
+    metric: str
+    policy_hash: str
+    baseline_hash: str
+    pooled_diff: float
+    standardized_diff: float
+    message: str
+
+
 class Decision(_Out):
     """The go/no-go decision for advancing ``current_phase`` -> ``next_phase``."""
 
@@ -83,3 +98,8 @@ class Decision(_Out):
     counted_rules: int
     method: DecisionMethod
     rules: list[RuleResult]
+    warnings: list[DecisionWarning] = Field(default_factory=list)
+
+    def with_warnings(self, warnings: list[dict]) -> Decision:
+        """This decision with ``warnings`` (DecisionWarning fields) attached; the verdict is unchanged."""
+        return self.model_copy(update={"warnings": [DecisionWarning(**w) for w in warnings]})

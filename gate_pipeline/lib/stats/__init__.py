@@ -2,7 +2,7 @@
 
 Modules: :mod:`.config` (parameters), :mod:`.intervals` (confidence intervals), :mod:`.runs` (the history and
 its shared per-run arrays), one module per statistic family (:mod:`.summary`, :mod:`.classes`, :mod:`.spikes`,
-:mod:`.risk`, :mod:`.strata`, :mod:`.warn`), :mod:`.document` (JSON / CSV of results) and :mod:`.sections`
+:mod:`.risk`, :mod:`.strata`, :mod:`.warn`, :mod:`.baseline`), :mod:`.document` (JSON / CSV of results) and :mod:`.sections`
 (what the pipeline publishes).
 
 Conventions shared by every statistic:
@@ -17,6 +17,15 @@ Conventions shared by every statistic:
 - Confidence intervals are at ``AnalysisConfig.confidence_level`` (default 0.95); see :mod:`.intervals`.
 """
 
+from gate_pipeline.lib.stats.baseline import (
+    BaselineTables,
+    ComparedRuns,
+    StandardizedDiff,
+    baseline_comparison,
+    baseline_section,
+    paradox_warnings,
+    standardized_diff,
+)
 from gate_pipeline.lib.stats.classes import class_frequencies, class_section, recurring_patterns
 from gate_pipeline.lib.stats.config import (
     METRICS_PREFIX,
@@ -63,6 +72,8 @@ __all__ = [
     "STATISTICS_COLUMNS",
     "AnalysisConfig",
     "AnalysisConfigError",
+    "BaselineTables",
+    "ComparedRuns",
     "DiffCI",
     "RateCI",
     "RatioCI",
@@ -70,9 +81,12 @@ __all__ = [
     "Runs",
     "Section",
     "SpikeResult",
+    "StandardizedDiff",
     "Statistics",
     "StrataTables",
     "WarnThresholdResult",
+    "baseline_comparison",
+    "baseline_section",
     "class_frequencies",
     "class_section",
     "compute_statistics",
@@ -83,12 +97,14 @@ __all__ = [
     "newcombe_diff",
     "newcombe_paired_diff",
     "paired_ratio",
+    "paradox_warnings",
     "read_history",
     "recurring_patterns",
     "risk_measures",
     "risk_section",
     "spike_section",
     "spikes",
+    "standardized_diff",
     "statistics_columns",
     "strata_section",
     "stratum_metrics",

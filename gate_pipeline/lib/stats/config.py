@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gate_pipeline.lib.config import ConfigError, ConfigProblem, load_model
@@ -13,6 +15,74 @@ METRICS_PREFIX = "metrics."
 
 #: A bad analysis config is the project's one config error (the name stays for existing callers).
 AnalysisConfigError = ConfigError
+
+
+class BaselineExclusion(BaseModel):
+    """Runs left out of both sides of the baseline comparison: those carrying an unknown class matching one of
+    ``classes`` (and, when ``outcomes`` is given, with one of those outcomes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Name reported with the excluded counts.")
+    classes: list[str] = Field(
+        min_length=1,
+        description="Unknown classes (classified_runs.unknown_classes, e.g. 'whitelisted:infra'); shell-style "
+        "patterns ('whitelisted:infra*') match several.",
+    )
+    outcomes: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Only runs with one of these outcomes (upper-cased); omitted = any outcome.",
+    )
+
+    @field_validator("outcomes")
+    @classmethod
+    def _upper(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else sorted({x.upper() for x in v})
+
+
+class BaselineComparisonConfig(BaseModel):
+    """The candidate policy against its baseline policy (the one introduced before it): pooled and
+    stratum-standardized differences of outcome rates, and which runs are compared."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metrics: list[Literal["fail_rate", "warn_fail_rate"]] = Field(
+        default_factory=lambda: ["fail_rate", "warn_fail_rate"],
+        min_length=1,
+        description="Outcome rates compared (candidate - baseline): fail_rate = fail_outcomes, warn_fail_rate "
+        "= fail_outcomes + warn_outcomes, over the runs with an outcome.",
+    )
+    exclude: list[BaselineExclusion] = Field(
+        default_factory=lambda: [
+            BaselineExclusion(
+                name="whitelisted_infra_failures", classes=["whitelisted:infra*"], outcomes=["FAIL"]
+            )
+        ],
+        description="Runs left out of both sides by unknown class (counted per side and class in the outputs).",
+    )
+    direction_tolerance: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="A difference whose absolute value is at most this has no direction; the Simpson's "
+        "paradox warning needs pooled and standardized differences with opposite directions.",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("metrics must be unique")
+        return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _unique_names(cls, v: list[BaselineExclusion]) -> list[BaselineExclusion]:
+        names = [e.name for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"exclusion names must be unique, got {names}")
+        return v
 
 
 class AnalysisConfig(BaseModel):
@@ -71,6 +141,11 @@ class AnalysisConfig(BaseModel):
         50,
         ge=1,
         description="How many of the latest runs with a policy_hash candidate_min_share counts over.",
+    )
+    baseline_comparison: BaselineComparisonConfig = Field(
+        default_factory=BaselineComparisonConfig,
+        description="Candidate against baseline policy: pooled and stratum-standardized rate differences, "
+        "excluded runs by class, the compared run ids.",
     )
     confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of every confidence interval.")
     fail_outcomes: list[str] = Field(default_factory=lambda: ["FAIL"], min_length=1)

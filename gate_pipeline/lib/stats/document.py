@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from gate_pipeline.lib.escape import csv_frame
+from gate_pipeline.lib.escape import FORMULA_START, csv_cell, csv_frame
 
 
 @dataclass
@@ -84,10 +84,30 @@ def _utc_seconds_text(col: pd.Series) -> pd.Series | None:
     return pd.Series(np.where(nat, "", text).astype(object), index=col.index, name=col.name)
 
 
+def _needs_escape(col: pd.Series) -> bool:
+    """Does any text cell of ``col`` change under ``csv_cell``? The distinct texts, joined by newlines (which
+    ``csv_cell`` keeps), are scanned in one pass; only a hit is confirmed text by text."""
+    texts = [u for u in pd.unique(col.to_numpy(dtype=object)) if isinstance(u, str)]
+    joined = "\n".join(texts)
+    if csv_cell(joined) == joined and not any(f"\n{c}" in joined for c in FORMULA_START):
+        return False
+    return any(csv_cell(t) != t for t in texts)
+
+
+def _escaped(df: pd.DataFrame) -> pd.DataFrame:
+    """``csv_frame(df)``, the same cells escaped, but judged per distinct value: scanning every cell of a
+    100k-row table (tables/compared_runs.csv) with two regexes per text column took seconds."""
+    if not df.columns.is_unique:
+        return csv_frame(df)
+    risky = [c for c in df.columns if df[c].dtype == object and not df[c].empty and _needs_escape(df[c])]
+    return df.assign(**{c: df[c].map(csv_cell) for c in risky}) if risky else df
+
+
 def table_csv_bytes(df: pd.DataFrame) -> bytes:
-    if df.columns.is_unique:
+    df = _escaped(df)  # formula / control chars neutralized
+    if df.columns.is_unique:  # timestamps as text after escaping: digits and separators, nothing to escape
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
     buf = io.StringIO()
-    csv_frame(df).to_csv(buf, index=False, lineterminator="\n")  # formula / control chars neutralized
+    df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue().encode()

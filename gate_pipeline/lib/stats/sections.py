@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gate_pipeline.lib.stats.baseline import METHODS as BASELINE_METHODS
+from gate_pipeline.lib.stats.baseline import baseline_section
 from gate_pipeline.lib.stats.classes import class_section
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, table_csv_bytes, to_jsonable
@@ -74,6 +76,7 @@ SECTIONS = {
     "unknown_risk_measures": risk_section,
     "stratum_metrics": strata_section,
     "warn_threshold_recommendation": warn_threshold_section,
+    "baseline_comparison": baseline_section,
 }
 
 
@@ -140,6 +143,12 @@ def methods_document(cfg: AnalysisConfig) -> dict[str, Any]:
         "false positive: flagged with an outcome neither in fail_outcomes nor in warn_outcomes)",
         "false_positive_rate": "false positives / clean runs (outcome neither in fail_outcomes nor in "
         "warn_outcomes)",
+        "baseline_comparison": {
+            **BASELINE_METHODS,
+            "metrics": list(cfg.baseline_comparison.metrics),
+            "direction_tolerance": cfg.baseline_comparison.direction_tolerance,
+            "exclude": [e.model_dump(mode="json") for e in cfg.baseline_comparison.exclude],
+        },
         "candidate_min_share": cfg.candidate_min_share,
         "candidate_recent_runs": cfg.candidate_recent_runs,
         "policies": "spikes, recurring patterns and the WARN threshold are per policy_hash (null hash: "
