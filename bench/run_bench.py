@@ -47,6 +47,7 @@ INCREMENTAL_PREFIX = "inc-"
 
 import dagster_floor  # noqa: E402  (bench/ is run as a script: its folder is on sys.path)
 import issue5  # noqa: E402
+import whatif as whatif_bench  # noqa: E402
 from bench_report import machine, report, write_benchmarks_md  # noqa: E402
 
 # --------------------------------------------------------------------------------------------- corpus
@@ -571,6 +572,15 @@ def bench_backfill(args: argparse.Namespace, result: SizeResult) -> list[str]:
     return ["", line]
 
 
+def bench_whatif(args: argparse.Namespace, result: SizeResult) -> list[str]:
+    """What-if replay on the last cold build's outputs (bench/whatif.py), against that build's wall time (a
+    backfill before it leaves the same stored runs)."""
+    tdir = args.results / str(result.runs) / f"trial-{args.repeats[result.runs]}"
+    print(f"\n== what-if replay over {tdir / 'out'} ==", flush=True)
+    cold = result.pipeline[-1].child.wall_s
+    return ["", *whatif_bench.bench_whatif(tdir / "out", args.config_dir, tdir / "dagster_home", cold)]
+
+
 def bench_floor(args: argparse.Namespace, result: SizeResult, startup_s: float) -> list[str]:
     """Dagster's own cost for our graph with no-op steps (bench/dagster_floor.py), against the issue-5 budgets."""
     from gate_pipeline.definitions import build_definitions
@@ -716,6 +726,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sensor", action="store_true", help="time sensor ticks: largest corpus locally, 10k keys on S3"
     )
+    p.add_argument(
+        "--whatif",
+        action="store_true",
+        help="time `gate-pipeline whatif` (a candidate whitelist, a candidate threshold) after the largest "
+        "cold build, against it (issue 17: <= 10%%)",
+    )
     p.add_argument("--profile", action="store_true", help="cProfile the pure ingest path at the largest size")
     p.add_argument(
         "--profile-days",
@@ -777,13 +793,15 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SizeResult] = []
     largest = args.sizes[-1]
     for runs in args.sizes:
-        keep = (args.incremental or args.backfill) and runs == largest
+        keep = (args.incremental or args.backfill or args.whatif) and runs == largest
         results.append(bench_size(args, runs, keep_last=keep))
     if args.incremental:
         bench_incremental(args, results[-1])
     extra: list[str] = []
     if args.backfill:
         extra += bench_backfill(args, results[-1])
+    if args.whatif:
+        extra += bench_whatif(args, results[-1])
     if args.sensor:
         extra += bench_sensor(args, largest)
     profile_text = None

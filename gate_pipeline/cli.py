@@ -1,6 +1,7 @@
 """`gate-pipeline`: materialize the whole asset graph for an artifact root, from a terminal or a CI step.
 
 gate-pipeline run --artifacts <path|s3://…> --out <path|s3://…> [--config <dir>] [--data <path|s3://…>]
+gate-pipeline whatif --config <candidate config dir> [--name NAME] [--out …]   (reads no artifact)
 """
 
 from __future__ import annotations
@@ -58,17 +59,21 @@ MAX_LISTED = 20  # ignored top-level entries printed one per line; the rest are 
 PROGRESS_INTERVAL = 30.0  # seconds between progress lines in CI logs (not a terminal)
 
 
-def _locked(command):
+def _locked(command=None, *, dagster_run: bool = True):
     """Check config, storage and environment first (gate_pipeline/preflight.py: one message, exit 2), then
     run the command holding the locks of its Dagster instance and (local) data folder (lib/runlock.py).
-    A failure outside the Dagster run prints one line; --verbose shows the traceback."""
+    A failure outside the Dagster run prints one line; --verbose shows the traceback. A command that starts
+    no Dagster run (``dagster_run=False``: what-if) reads no artifact, so the artifact root is not checked,
+    and holds the data folder's lock only."""
+    if command is None:
+        return functools.partial(_locked, dagster_run=dagster_run)
 
     @functools.wraps(command)
     def wrapper(args: argparse.Namespace) -> int:
         try:
             settings = _settings(args)
-            preflight.check(settings)
-            folders = [_ensure_dagster_home()]
+            preflight.check(settings, dagster_run=dagster_run)
+            folders = [_ensure_dagster_home()] if dagster_run else []
             data = settings.store(settings.data_url)
             if isinstance(data.fs, LocalFileSystem):
                 folders.append(Path(data.root.path))
@@ -308,6 +313,36 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_CODES[decision["verdict"]] if args.exit_code else 0
 
 
+@_locked(dagster_run=False)
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """Replay the stored history under a candidate config beside the current one (lib/whatif.py): nothing
+    live is written and no artifact is read; the results go to <out>/whatif/<name>/."""
+    from gate_pipeline.lib import whatif
+
+    settings = _settings(args)
+    store = settings.store
+    outputs = store(settings.outputs_url)
+    try:
+        name = whatif.check_name(args.name or whatif.default_name(args.candidate))
+        configs = whatif.load_configs(store(settings.config_url), store(args.candidate))
+        result = whatif.replay(store(settings.data_url), outputs, configs, name, days=args.days)
+    except whatif.WhatIfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except preflight.CONFIG_ERRORS as exc:
+        print(f"error: the candidate config is not valid:\n{exc}", file=sys.stderr)
+        return 2
+    files, info = whatif.outputs_of(result)
+    urls = whatif.write(whatif.destination(outputs, name), files)
+    print(whatif.summary_text(info, args.candidate))
+    print("Outputs (nothing live was changed):")
+    width = max(len(urls[path]) for path in whatif.LISTED)
+    for path, what in whatif.LISTED.items():
+        print(f"  {urls[path]:<{width}}  {what}")
+    verdict = result.candidate.result.decision.verdict
+    return EXIT_CODES[verdict] if args.exit_code else 0
+
+
 def _figure(value: object) -> object:
     """A figure as printed: "n/a" when there is none (e.g. no WARN threshold under its minimum runs)."""
     return "n/a" if value is None else value
@@ -378,6 +413,38 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--verbose", action="store_true", help="print Dagster's event log")
     _progress_flags(backfill)
     backfill.set_defaults(func=cmd_backfill)
+    what = sub.add_parser(
+        "whatif",
+        help="replay the stored history under a candidate config beside the current one (reads no "
+        "artifact, changes nothing live; writes <out>/whatif/<name>/)",
+    )
+    what.add_argument(
+        "--config",
+        dest="candidate",
+        required=True,
+        help="candidate config folder (local or s3://): the files to change (unknown_whitelist.json, "
+        "policy_constants.yaml, analysis.yaml, lifecycle.yaml); the others are the current ones",
+    )
+    what.add_argument("--name", default=None, help="names <out>/whatif/<name>/ (default: the folder's name)")
+    what.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="replay the decision at the end of the last N days with runs (0 = all; default: "
+        "lifecycle.timeline_max_days, as a backfill's decision timeline)",
+    )
+    for flag, dest, help_text in (
+        ("--artifacts", "artifacts", "artifact root (default: as for run; never read)"),
+        ("--out", "out", "outputs location (default: as for run); results go to <out>/whatif/<name>/"),
+        ("--current-config", "config", "the current config folder (default: as for run's --config)"),
+        ("--data", "data", "intermediate tables (default: <out>/_data)"),
+    ):
+        what.add_argument(flag, dest=dest, default=None, help=help_text)
+    what.add_argument(
+        "--exit-code", action="store_true", help="exit with the candidate's decision, as for run"
+    )
+    what.add_argument("--verbose", action="store_true", help="tracebacks instead of one-line errors")
+    what.set_defaults(func=cmd_whatif)
     gen = sub.add_parser(
         "generate", help="write a synthetic artifact corpus (see python -m gate_pipeline.synthetic -h)"
     )

@@ -20,15 +20,28 @@ from gate_pipeline.defs import (
     series,
     statistics,
     timeline,
+    whatif,
 )
 from gate_pipeline.defs.automation import ALL_ASSETS_JOB, RECLASSIFY_JOB
+from gate_pipeline.defs.whatif import WHATIF_JOB
 from gate_pipeline.settings import Settings
 
-__all__ = ["ALL_ASSETS_JOB", "RECLASSIFY_JOB", "build_definitions", "defs"]
+__all__ = ["ALL_ASSETS_JOB", "RECLASSIFY_JOB", "WHATIF_JOB", "build_definitions", "defs"]
 
 #: The modules of gate_pipeline/defs/ that contribute definitions, in the order of the flow.
 #: (validated.py and classified.py hold the specs of layers the per-day step in ingest.py materializes.)
-DEFS_MODULES = (resources, config, ingest, series, statistics, decision, lifecycle, timeline, automation)
+DEFS_MODULES = (
+    resources,
+    config,
+    ingest,
+    series,
+    statistics,
+    decision,
+    lifecycle,
+    timeline,
+    automation,
+    whatif,
+)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -29,12 +29,15 @@ class PreflightError(Exception):
     """One line (or one line per config problem) saying what is wrong and where."""
 
 
-def check(settings: Settings, *, outputs: bool = True) -> None:
-    """Raise PreflightError for the first problem found."""
+def check(settings: Settings, *, outputs: bool = True, dagster_run: bool = True) -> None:
+    """Raise PreflightError for the first problem found. A command that starts no Dagster run (what-if)
+    reads no artifact and loads the config files it uses itself: the artifact root and pipeline.yaml are
+    not checked (nor Dagster imported)."""
     config = settings.store(settings.config_url)
     _reachable(config, "config folder", must_exist=True)
-    _configs(settings)
-    _reachable(settings.store(settings.artifacts_url), "artifact root", must_exist=True)
+    if dagster_run:
+        _configs(settings)
+        _reachable(settings.store(settings.artifacts_url), "artifact root", must_exist=True)
     if outputs:
         _writable(settings.store(settings.outputs_url), "--out")
         _writable(settings.store(settings.data_url), "data folder")

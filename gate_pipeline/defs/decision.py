@@ -7,21 +7,26 @@ import orjson
 import pyarrow.compute as pc
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
-from gate_pipeline.defs.lifecycle import PHASE_LOG, decide, not_in_phase, phases_in_use, rules_of_phases
-from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
+from gate_pipeline.defs.lifecycle import (
+    PHASE_LOG,
+    decision_config_files,
+    not_in_phase,
+    phase_history_table,
+    phases_in_use,
+    rules_of_phases,
+)
+from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
-from gate_pipeline.lib import analysis, reports, rules
+from gate_pipeline.lib import analysis, lifecycle, published, reports, rules, timeline
 from gate_pipeline.lib.memory import release_memory
-from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, PROVENANCE_LABELS, changed_inputs, provenance
+from gate_pipeline.lib.provenance import PROVENANCE_LABELS, changed_inputs
 from gate_pipeline.lib.reports import decision_svg
-from gate_pipeline.lib.stats import paradox_warnings
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
 
 GROUP = "decision"
-TIMELINE_FILE = "decision_timeline.parquet"  # data root: written by decision_timeline (defs/timeline.py)
-SCHEMA_VERSION = "1"
+TIMELINE_FILE = timeline.STORE_FILE  # data root: written by decision_timeline (defs/timeline.py)
 STATISTICS_DEPS = list(STATISTICS_DESCRIPTIONS)
 
 
@@ -115,14 +120,12 @@ def timeline_chart(data, decision: rules.Decision) -> dict:
     page, with the threshold the rule had each day; ``chart_legend``: how to read it."""
     if not data.exists(TIMELINE_FILE):
         return {"chart": "(no decision timeline yet: materialize decision_timeline)"}
-    timeline = data.read_parquet(TIMELINE_FILE)
-    rule = str(timeline["chart_rule"].iloc[-1]) if len(timeline) else ""
+    days = data.read_parquet(TIMELINE_FILE)
+    rule = str(days["chart_rule"].iloc[-1]) if len(days) else ""
     result = next((r for r in decision.rules if r.name == rule), None)
     comparator = (result.comparator if result else None) or ""
     return {
-        "chart": dg.MetadataValue.md(
-            decision_svg.timeline_chart_markdown(timeline, comparator) or "(no day)"
-        ),
+        "chart": dg.MetadataValue.md(decision_svg.timeline_chart_markdown(days, comparator) or "(no day)"),
         "chart_legend": decision_svg.legend(rule, comparator, result.threshold if result else None),
     }
 
@@ -202,31 +205,23 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
     def decision_outputs(context: dg.AssetExecutionContext, storage: GateStorage):
         """Decision and report in one step: both need the whole classified history, read once."""
         release_memory()
-        cfg_now, decision_raw = storage.decision_config()
-        data = storage.data()
-        table = analysis.read_history(
-            data.read_bytes(HISTORY_FILE), frame_columns(cfg_now) | {*MANIFEST_COLUMNS, "whitelist_sha256"}
-        )
-        # The manifest hash and the whitelist versions come from Arrow; only what the rules and the chart
-        # read becomes a pandas frame (the hash columns are most of the history's bytes).
-        history = table.select([c for c in table.column_names if c in frame_columns(cfg_now)]).to_pandas()
+        cfg_now, _ = storage.decision_config()
+        data, outputs = storage.data(), storage.outputs()
+        table = analysis.read_history(data.read_bytes(HISTORY_FILE), published.history_columns(cfg_now))
         statistics = read_statistics(storage)
-        decision, phase_history = decide(storage, history, cfg_now)  # in the phase the log gives the policy
-        # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).
-        decision = decision.with_warnings(
-            paradox_warnings(
-                statistics.get("baseline_comparison"), decision.policy_hash, decision.previous_policy_hash
-            )
-        )
         whitelist = storage.whitelist()
-        config_files = {DECISION_FILE: decision_raw}
-        analysis_raw = storage.config_file(ANALYSIS_FILE)
-        if analysis_raw is not None:
-            config_files[ANALYSIS_FILE] = analysis_raw
-        hashes = provenance(table, whitelist.sha256, config_files)
-        doc = reports.rollout_metrics_document(decision, statistics, hashes, SCHEMA_VERSION)
-        payload = reports.dumps_canonical(doc)
-        outputs = storage.outputs()
+        entries = lifecycle.read_log(outputs, cfg_now.phase_order)
+        # In the phase the log gives the policy; what-if replay (lib/whatif.py) publishes through the same call.
+        made = published.decide(
+            table,
+            cfg_now,
+            entries,
+            whitelist_sha256=whitelist.sha256,
+            config=decision_config_files(storage),
+            statistics=statistics,
+        )
+        decision, hashes, doc, payload = made.decision, made.hashes, made.document, made.payload
+        phase_history = phase_history_table(entries, decision, cfg_now)
         path = outputs.write_bytes(payload, "rollout_metrics.json")
         stale = (
             sorted(set(pc.unique(table.column("whitelist_sha256")).to_pylist()) - {whitelist.sha256})
@@ -279,7 +274,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
             yield not_in_phase(name, decision.current_phase)
 
         rule_line = reports.chart_rule_line(decision, cfg_now)
-        chart, reused = reports.chart_png(data, *reports.chart_inputs(history, statistics), rule_line)
+        chart, reused = reports.chart_png(data, *reports.chart_inputs(made.history, statistics), rule_line)
         if reused:
             context.log.info("chart inputs unchanged: rollout_chart.png reused without rendering")
         chart_path = outputs.write_bytes(chart, "rollout_chart.png")
@@ -300,16 +295,6 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         )
 
     return [decision_outputs]
-
-
-CHART_COLUMNS = frozenset({"timestamp", "run_id", "policy_hash", "unknown_rate"})
-
-
-def frame_columns(cfg: rules.DecisionConfig) -> set[str]:
-    """History columns the decision step needs as a frame: what the rules of any phase read (the phase log
-    decides which phase's rules apply), plus the chart's columns."""
-    phases = (cfg.model_copy(update={"current_phase": phase}) for phase in cfg.phase_order)
-    return set().union(*map(rules.used_columns, phases)) | CHART_COLUMNS
 
 
 def build(settings: Settings) -> dg.Definitions:

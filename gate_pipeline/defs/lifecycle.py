@@ -5,12 +5,11 @@ config/lifecycle.yaml allows it (lib/lifecycle.py holds the logic; `gate-pipelin
 """
 
 import dagster as dg
-import pandas as pd
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS
-from gate_pipeline.defs.resources import ANALYSIS_FILE, DECISION_FILE, GateStorage
+from gate_pipeline.defs.resources import ANALYSIS_FILE, GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
-from gate_pipeline.lib import analysis, lifecycle, rules
+from gate_pipeline.lib import analysis, lifecycle, published, rules
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.storage import sha256_bytes
@@ -37,26 +36,20 @@ def evidence_now(storage: GateStorage) -> dict[str, str]:
 
 def decision_config_files(storage: GateStorage) -> dict[str, bytes]:
     """The config files a decision depends on (hashed into its provenance as config_sha256)."""
-    files = {DECISION_FILE: storage.decision_config()[1]}
-    analysis_raw = storage.config_file(ANALYSIS_FILE)
-    if analysis_raw is not None:
-        files[ANALYSIS_FILE] = analysis_raw
-    return files
+    return published.config_files(storage.decision_config()[1], storage.config_file(ANALYSIS_FILE))
 
 
-def decide(
-    storage: GateStorage, history: pd.DataFrame, cfg: rules.DecisionConfig
-) -> tuple[rules.Decision, dg.MetadataValue]:
-    """gate_decision's evaluation in the phase the log gives the policy, and the log as a metadata table."""
-    entries = lifecycle.read_log(storage.outputs(), cfg.phase_order)
-    decision = lifecycle.evaluate_in_phase(history, cfg, entries)
+def phase_history_table(
+    entries: list[lifecycle.LogEntry], decision: rules.Decision, cfg: rules.DecisionConfig
+) -> dg.MetadataValue:
+    """The decided policy's transitions as a metadata table (gate_decision's phase_history)."""
     rows = lifecycle.log_rows([e for e in entries if e.policy_hash == decision.policy_hash])
     text = (
         markdown_table(LOG_HEADER, rows)
         if rows
         else f"_no transitions yet: starting phase {cfg.current_phase}_"
     )
-    return decision, dg.MetadataValue.md(text)
+    return dg.MetadataValue.md(text)
 
 
 def phases_in_use(storage: GateStorage, cfg: rules.DecisionConfig) -> list[str]:

@@ -13,13 +13,13 @@ from gate_pipeline.lib.analysis import counts_section
 from gate_pipeline.lib.discovery import date_window, list_top_level
 from gate_pipeline.lib.ingest import quarantine_frame
 from gate_pipeline.lib.memory import release_memory
+from gate_pipeline.lib.published import HISTORY_FILE
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
 from gate_pipeline.settings import Settings
 
 GROUP = "series"
 SOURCE_TABLE = daily.CLASSIFIED_RUNS
-HISTORY_FILE = "rollout_runs.parquet"  # the classified, deduplicated history the statistics and decision read
 VERSIONS_FOLDER = daily.CLASSIFIED_VERSIONS  # <day>.sha256: digest of each stored classified_runs file
 # Per-day formatted + validated fragments (lib/series_cache.py, update_series).
 CACHE_FOLDER = "rollout_series_cache"

@@ -7,7 +7,6 @@ expensive part. Each writes its JSON section to the data store and its tables as
 from datetime import UTC, datetime
 
 import dagster as dg
-import orjson
 import pandas as pd
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS, frame_markdown, readable
@@ -82,16 +81,10 @@ def rollout_statistics(storage: GateStorage):
     # Only the columns the sections read: the file hashes and metrics JSON are most of the history's bytes.
     columns = analysis.statistics_columns(cfg)
     history = analysis.read_history(data.read_bytes(HISTORY_FILE), columns).to_pandas()
-    runs = analysis.Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
-    methods = analysis.methods_document(cfg)  # embedded as statistics.methods in rollout_metrics.json
-    data.write_bytes(
-        orjson.dumps(to_jsonable(methods), option=orjson.OPT_SORT_KEYS), "statistics", "methods.json"
-    )
-    for asset_name, compute in analysis.SECTIONS.items():
-        section = compute(runs, cfg)
-        data.write_bytes(
-            orjson.dumps(section.document, option=orjson.OPT_SORT_KEYS), "statistics", f"{section.name}.json"
-        )
+    statistics = analysis.compute_statistics(history, cfg)  # what-if replay publishes the same bytes
+    for name, payload in statistics.documents.items():
+        data.write_bytes(payload, "statistics", f"{name}.json")
+    for asset_name, section in statistics.sections.items():
         paths = {
             name: outputs.write_bytes(analysis.table_csv_bytes(df), "tables", f"{name}.csv")
             for name, df in section.tables.items()

@@ -5,17 +5,18 @@ import base64
 import dagster as dg
 
 from gate_pipeline.dagster_helpers.metadata import OWNERS
-from gate_pipeline.defs.decision import TIMELINE_FILE, frame_columns
 from gate_pipeline.defs.lifecycle import PHASE_LOG, decision_config_files, lifecycle_config
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.lib import analysis, lifecycle, timeline
 from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.provenance import config_sha256
+from gate_pipeline.lib.published import frame_columns
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
 from gate_pipeline.settings import Settings
 
+TIMELINE_FILE = timeline.STORE_FILE  # data root: the rows and the keys they were computed from
 TIMELINE_CSV = ("tables", "decision_timeline.csv")
 TIMELINE_PNG = "decision_timeline.png"
 SHOWN_DAYS = 14  # latest days in the asset's metadata table

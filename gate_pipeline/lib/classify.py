@@ -125,6 +125,18 @@ def _classify_one(
     return canonical_json_array(classes), canonical_json_array(whitelisted), canonical_json_array(non_wl)
 
 
+def _expiry_epochs(dates: pd.Series, whitelist: Whitelist) -> pd.Series:
+    """Per run, a code for the set of expiring whitelist entries active on its date: runs with the same code
+    match every reason alike (a date that cannot be read counts as no date: every entry active)."""
+    expiring = [e for e in whitelist.entries if e.expires is not None]
+    codes, uniques = pd.factorize(dates.astype(object), use_na_sentinel=True)
+    signatures = [tuple(e.active_on(_to_date(u)) for e in expiring) for u in uniques]
+    signatures.append(tuple(e.active_on(None) for e in expiring))  # code -1: a missing date
+    epoch = {sig: i for i, sig in enumerate(dict.fromkeys(signatures))}
+    per_unique = np.array([epoch[sig] for sig in signatures], dtype=np.int64)
+    return pd.Series(per_unique[codes], index=dates.index)
+
+
 def classify_runs(run_table: pd.DataFrame, whitelist: Whitelist) -> pd.DataFrame:
     """Return a copy of ``run_table`` with ``unknown_classes``, ``whitelisted_classes``,
     ``non_whitelisted_reasons`` (canonical JSON arrays) and ``whitelist_sha256`` added.
@@ -142,14 +154,19 @@ def classify_runs(run_table: pd.DataFrame, whitelist: Whitelist) -> pd.DataFrame
     use_date = whitelist.has_expiring_entries and "date" in out.columns
     key_cols = ["top_reasons", "field_issues", "unknown_causes"] + (["date"] if use_date else [])
 
+    keys = {col: out[col].astype(object) for col in key_cols}
+    if use_date:
+        # A run's date matters only through which expiring entries are active on it: key on that (a few
+        # values, e.g. before / after one expiry) rather than the date (one per day of history).
+        keys["date"] = _expiry_epochs(out["date"], whitelist)
     # Combine per-column factorize codes into one integer key: no per-row Python work.
-    factorized = [pd.factorize(out[col].astype(object), use_na_sentinel=True) for col in key_cols]
+    factorized = [pd.factorize(keys[col], use_na_sentinel=True) for col in key_cols]
     if np.prod([len(u) + 1 for _, u in factorized], dtype=float) < 2**62:
         combo = np.zeros(n, dtype=np.int64)
         for codes, uniques in factorized:
             combo = combo * (len(uniques) + 1) + (codes + 1)
     else:  # absurd cardinality: the integer key could overflow, factorize tuples instead
-        combo, _ = pd.factorize(pd.MultiIndex.from_frame(out[key_cols].astype(object)))
+        combo, _ = pd.factorize(pd.MultiIndex.from_frame(pd.DataFrame(keys)))
     row_codes, combo_uniques = pd.factorize(combo)
     # first row of each distinct combination (np.unique returns first occurrences)
     _, first_row = np.unique(row_codes, return_index=True)

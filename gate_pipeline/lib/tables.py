@@ -230,3 +230,80 @@ class ClassifiedRuns(RunTable):
     class Config:
         strict = True
         ordered = True
+
+
+_VERDICTS = ["GO", "HOLD", "NO_GO", "ROLLBACK"]
+_CSV_LIST = "`;`-joined, sorted"
+
+
+class WhatIfRuns(pa.DataFrameModel):
+    """What-if replay (changed_runs.csv): every run whose unknown classes differ between the current and the
+    candidate config, in history order (timestamp, run_id)."""
+
+    run_id: Series[str] = pa.Field(unique=True, description="Run id.")
+    timestamp: Series[str] = pa.Field(description="Run finish time, UTC (…Z).")
+    date: Series[str] = pa.Field(description="Date folder of the run.")
+    policy_hash: Series[str] = pa.Field(nullable=True, description="Policy version hash.")
+    outcome: Series[str] = pa.Field(nullable=True, isin=_OUTCOMES, description="Gate outcome.")
+    unknown_rate: Series[float] = pa.Field(nullable=True, ge=0.0, le=1.0, description="Unknown rate 0..1.")
+    classes_removed: Series[str] = pa.Field(
+        description=f"Classes the run has under the current config and not under the candidate, {_CSV_LIST}."
+    )
+    classes_added: Series[str] = pa.Field(
+        description=f"Classes the run has under the candidate config and not under the current, {_CSV_LIST}."
+    )
+    unknown_classes_current: Series[str] = pa.Field(
+        str_startswith="[", str_endswith="]", description="All unknown classes under the current config."
+    )
+    unknown_classes_candidate: Series[str] = pa.Field(
+        str_startswith="[", str_endswith="]", description="All unknown classes under the candidate config."
+    )
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class WhatIfTimeline(pa.DataFrameModel):
+    """What-if replay (timeline.csv): the decision at the end of each day under both configs, side by side."""
+
+    date: Series[str] = pa.Field(unique=True, description="UTC day; the decision as it stood at its end.")
+    policy_hash_current: Series[str] = pa.Field(nullable=True, description="Policy decided on (current).")
+    phase_current: Series[str] = pa.Field(nullable=True, description="Its phase then (current).")
+    verdict_current: Series[str] = pa.Field(nullable=True, isin=_VERDICTS, description="Verdict (current).")
+    n_runs_current: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Runs of evidence (current).")
+    deciding_rule_current: Series[str] = pa.Field(
+        nullable=True, description="The rule that decided the verdict, empty for GO (current)."
+    )
+    policy_hash_candidate: Series[str] = pa.Field(nullable=True, description="Policy decided on (candidate).")
+    phase_candidate: Series[str] = pa.Field(nullable=True, description="Its phase then (candidate).")
+    verdict_candidate: Series[str] = pa.Field(
+        nullable=True, isin=_VERDICTS, description="Verdict (candidate)."
+    )
+    n_runs_candidate: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Runs of evidence (candidate)."
+    )
+    deciding_rule_candidate: Series[str] = pa.Field(
+        nullable=True, description="The rule that decided the verdict, empty for GO (candidate)."
+    )
+    verdict_changes: Series[bool] = pa.Field(description="Whether the two verdicts differ that day.")
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class WhatIfClassCounts(pa.DataFrameModel):
+    """What-if replay (class_counts.csv): runs carrying each unknown class under both configs."""
+
+    kind: Series[str] = pa.Field(description="whitelisted / non_whitelisted / field / cause / other.")
+    class_: Series[str] = pa.Field(alias="class", description="The class label.")
+    runs_current: Series[int] = pa.Field(ge=0, description="Runs with the class under the current config.")
+    runs_candidate: Series[int] = pa.Field(
+        ge=0, description="Runs with the class under the candidate config."
+    )
+    change: Series[int] = pa.Field(description="runs_candidate - runs_current.")
+
+    class Config:
+        strict = True
+        ordered = True

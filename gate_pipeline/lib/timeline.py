@@ -26,6 +26,8 @@ from gate_pipeline.lib.lifecycle import LogEntry
 from gate_pipeline.lib.rules import Decision, DecisionConfig
 from gate_pipeline.lib.store_lock import parse_time
 
+#: The data store's copy of the rows and the keys they were computed from (reused by the next build).
+STORE_FILE = "decision_timeline.parquet"
 COLUMNS = [
     "date",
     "evaluated_at",

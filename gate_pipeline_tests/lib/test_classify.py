@@ -211,3 +211,30 @@ def test_properties_rowwise_equivalence_and_order_independence(rows, rnd):
     rnd.shuffle(perm)
     shuffled = classify_runs(df.iloc[perm], WL)
     pd.testing.assert_frame_equal(shuffled.sort_index(), out)
+
+
+def test_runs_are_classified_as_one_by_one_across_many_dates_and_expiries():
+    """Classification keys on which expiring entries are active on a run's date, not on the date: over many
+    days, two expiries and a date that cannot be read it gives what each run classified alone gives."""
+    wl = Whitelist(
+        entries=[
+            WhitelistEntry(reason="net_*", match="glob", class_="net", owner="o", expires=date(2026, 3, 5)),
+            WhitelistEntry(reason="net_blip", class_="blip", owner="o", expires=date(2026, 3, 9)),
+            WhitelistEntry(reason="flaky", class_="flaky", owner="o"),
+        ]
+    )
+    reasons = [["net_blip"], ["net_drop"], ["flaky", "net_blip"], ["other"]]
+    rows = [
+        {"date": f"2026-03-{day:02d}", "top_reasons": reasons[(day + i) % len(reasons)]}
+        for day in range(1, 13)
+        for i in range(3)
+    ]
+    df = make_runs(rows)
+    df.loc[5, "date"] = "not a date"
+    together = classify_runs(df, wl)
+    alone = pd.concat([classify_runs(df.iloc[[i]], wl) for i in range(len(df))])
+    pd.testing.assert_frame_equal(together, alone)
+    blip = together[df["top_reasons"] == '["net_blip"]'].set_index("date")["unknown_classes"]
+    assert blip["2026-03-03"] == '["whitelisted:blip"]'  # exact entries come first
+    assert blip["2026-03-10"] == '["non_whitelisted:net_blip"]'  # both expired
+    assert together.loc[5, "unknown_classes"] == classify_runs(df.iloc[[5]].assign(date=None), wl).iloc[0, -4]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -19,7 +22,9 @@ from gate_pipeline.lib.stats.baseline import METHODS as BASELINE_METHODS
 from gate_pipeline.lib.stats.baseline import baseline_section
 from gate_pipeline.lib.stats.classes import class_section
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
+from gate_pipeline.lib.stats.document import Section, table_csv_bytes, to_jsonable
 from gate_pipeline.lib.stats.risk import risk_section
+from gate_pipeline.lib.stats.runs import Runs
 from gate_pipeline.lib.stats.spikes import spike_section
 from gate_pipeline.lib.stats.strata import strata_section
 from gate_pipeline.lib.stats.summary import unknown_rate_section
@@ -73,6 +78,40 @@ SECTIONS = {
     "warn_threshold": warn_threshold_section,
     "baseline_deltas": baseline_section,
 }
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Every statistics section of one history under one config, as the pipeline stores and publishes them:
+    ``documents`` are the files ``statistics/<name>.json`` of the data store (``methods`` and one per section,
+    which rollout_metrics.json embeds), ``tables()`` the files ``tables/<name>.csv`` of the outputs."""
+
+    sections: dict[str, Section]  # statistics asset name -> its section
+    documents: dict[str, bytes]
+
+    def tables(self) -> dict[str, bytes]:
+        return {name: table_csv_bytes(df) for s in self.sections.values() for name, df in s.tables.items()}
+
+    def loaded(self) -> dict[str, Any]:
+        """The documents as the decision reads them back from the data store (JSON decoded)."""
+        return {name: orjson.loads(payload) for name, payload in self.documents.items()}
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def compute_statistics(history: pd.DataFrame, cfg: AnalysisConfig) -> Statistics:
+    """Every section of :data:`SECTIONS` over ``history`` (at least :func:`statistics_columns`), sharing one
+    :class:`Runs`; the rollout_statistics asset and what-if replay both publish exactly this."""
+    runs = Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
+    # methods: embedded as statistics.methods in rollout_metrics.json
+    documents = {"methods": _json(to_jsonable(methods_document(cfg)))}
+    sections = {}
+    for asset_name, compute in SECTIONS.items():
+        section = sections[asset_name] = compute(runs, cfg)
+        documents[section.name] = _json(section.document)
+    return Statistics(sections, documents)
 
 
 def methods_document(cfg: AnalysisConfig) -> dict[str, Any]:
