@@ -51,7 +51,10 @@ class UnitsPerSecond(ProgressColumn):
     """The task's speed in its own unit, e.g. "3,100 runs/s" (rich's speed columns speak of bytes)."""
 
     def render(self, task) -> Text:
+        # rich's speed needs two updates; a run whose days finish in one chunk still has an average rate.
         speed = task.finished_speed or task.speed
+        if speed is None and task.completed and task.elapsed:
+            speed = task.completed / task.elapsed
         text = "" if speed is None else f"{speed:,.1f} {task.fields['unit']}/s"
         return Text(text, style="progress.data.speed")
 

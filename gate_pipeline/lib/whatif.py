@@ -361,7 +361,7 @@ def class_counts(whatif: WhatIf) -> pd.DataFrame:
     """Runs per unknown class (overall) under each config, from the class_frequencies statistics."""
 
     def overall(side: Side) -> pd.DataFrame:
-        freq = side.statistics.sections["unknown_class_frequencies"].tables["class_frequencies"]
+        freq = side.statistics.sections["class_frequencies"].tables["class_frequencies"]
         return freq.loc[freq["scope"] == "overall", ["class", "kind", "runs"]]
 
     merged = overall(whatif.current).merge(
