@@ -238,6 +238,8 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 "why": decision.why,
                 "warnings": dg.MetadataValue.json([w.model_dump() for w in decision.warnings]),
                 "policy_hash": decision.policy_hash or "",
+                # The policy the candidate's relative rules and the baseline comparison measure it against.
+                "baseline_policy_hash": decision.previous_policy_hash or "(none)",
                 "phase": f"{decision.current_phase} → {decision.next_phase or '(final)'}",
                 "phase_history": phase_history,
                 "runs": decision.n_runs,

@@ -1,6 +1,7 @@
 """gate_decision's page reads at a glance: verdicts map to check severities, the rule table is native table
 metadata, and each materialization says what it said before and what changed since."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -55,6 +56,7 @@ def test_decision_metadata_is_a_decision_log(tmp_path):
             if m.asset_key == dg.AssetKey("gate_decision")
         ]
         meta = first_decision.materialization.metadata
+        decision_doc = json.loads((tmp_path / "outputs" / "rollout_metrics.json").read_text())
         table = meta["rules"].value
         assert {c.name for c in table.schema.columns} >= {
             "rule",
@@ -78,6 +80,11 @@ def test_decision_metadata_is_a_decision_log(tmp_path):
             < by_rule["fail_rate"]["ci_high"]
         )
         assert meta[VERDICT_CODE].value == 0 and meta["verdict"].value == "HOLD"
+        assert (meta["policy_hash"].value, meta["baseline_policy_hash"].value) == (
+            decision_doc["decision"]["policy_hash"],
+            decision_doc["decision"]["previous_policy_hash"],
+        )
+        assert meta["baseline_policy_hash"].value not in ("", "(none)", meta["policy_hash"].value)
         assert meta["changed_since_previous"].value == "first decision"
         holds = [e for e in result.get_asset_check_evaluations() if e.check_name == "rule_fail_rate"]
         assert holds[0].passed is False and holds[0].severity == dg.AssetCheckSeverity.WARN
