@@ -324,6 +324,10 @@ def replay_side(
         decision=other.result.evaluated if reuse else None,
         # The manifest hashes the stored runs' files, which no config changes: hashed once.
         manifest_sha256=None if other is None else other.result.hashes["artifact_manifest_sha256"],
+        frame=other.result.history
+        if same_classes
+        and published.frame_columns(config.decision) == published.frame_columns(other.config.decision)
+        else None,
     )
     keys = {
         "config_sha256": config_sha256(config.decision_files),
