@@ -415,10 +415,15 @@ def replay(
 
 def changed_runs(whatif: WhatIf) -> pd.DataFrame:
     """Every run whose unknown classes differ between the two configs, in history order."""
-    before, after = whatif.current.classes, whatif.candidate.classes
-    mask = before != after
+    if whatif.candidate.table is whatif.current.table:  # the same classified history: no run changes
+        mask = np.zeros(whatif.current.table.num_rows, dtype=bool)
+        before = after = np.empty(0, dtype=object)
+    else:
+        every_before, every_after = whatif.current.classes, whatif.candidate.classes
+        mask = every_before != every_after
+        before, after = every_before[mask], every_after[mask]
     runs = whatif.current.table.select(RUN_COLUMNS).filter(pa.array(mask)).to_pandas()
-    pairs = pd.DataFrame({"before": before[mask], "after": after[mask]})
+    pairs = pd.DataFrame({"before": before, "after": after})
     # Few distinct (before, after) pairs: the added and removed classes are worked out once per pair.
     codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs)) if len(pairs) else (np.zeros(0, int), [])
     diffs = []
