@@ -2,6 +2,7 @@
 stored history of the sample, equal byte for byte to a real backfill under that config, reading no artifact and
 changing nothing live."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -309,3 +310,87 @@ def test_whatif_on_s3_writes_what_a_local_whatif_writes(site, s3_bucket, capsys)
     )  # report, summary, 3 CSVs; current/, candidate/; config/
     for rel in files:
         assert s3_bucket.upath(f"ci/out/whatif/wl/{rel}").read_bytes() == (local / rel).read_bytes(), rel
+
+
+# Hostile text in the stored history: a run id, a policy_hash and a reason that try Markdown/HTML (image with
+# onerror, a table cell break, a link), spreadsheet formulas and a line break.
+HOSTILE_RUN_IDS = ['=HYPERLINK("http://evil.example")', "<img src=x onerror=alert(1)>", "| col | x |", "-cmd"]
+HOSTILE_POLICY = "<b>p</b> | [ok](http://evil) @org/admins"
+HOSTILE_REASON = '<img src=x onerror=alert(1)> | col |\n=HYPERLINK("http://evil")'
+
+
+def test_hostile_text_in_the_history_stays_text_in_the_whatif_report_and_csvs(tmp_path, monkeypatch, capsys):
+    root, out, config = tmp_path / "artifacts", tmp_path / "out", tmp_path / "config"
+    for i, run_id in enumerate(HOSTILE_RUN_IDS):
+        path = root / f"2026-03-0{1 + i % 2}" / f"r{i}" / "gate_result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "run_id": run_id,
+            "timestamp": f"2026-03-0{1 + i % 2}T1{i}:00:00Z",
+            "policy_hash": HOSTILE_POLICY,
+            "outcome": "FAIL",
+            "unknown_rate": 0.5,
+            "top_reasons": [HOSTILE_REASON],
+        }
+        path.write_bytes(orjson.dumps(payload))
+    shutil.copytree(CONFIG, config)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert run_cli("run", "--artifacts", str(root), "--out", str(out), "--config", str(config)) == 0
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())
+    whitelist["entries"].append(
+        {
+            "reason": HOSTILE_REASON,
+            "match": "exact",
+            "class": "hostile",
+            "owner": "team:x",
+            "note": "<i>n</i>",
+        }
+    )
+    (candidate / "unknown_whitelist.json").write_bytes(orjson.dumps(whitelist))
+    argv = [
+        "--config",
+        str(candidate),
+        "--name",
+        "hostile",
+        "--out",
+        str(out),
+        "--current-config",
+        str(config),
+    ]
+    assert run_cli("whatif", *argv, "--artifacts", str(root)) == 0
+    capsys.readouterr()
+    result = out / "whatif" / "hostile"
+
+    report = (result / "whatif.md").read_text()
+    assert "## Runs whose classification changes: 4" in report
+    # Outside code spans (literal text): no raw HTML tag, link or mention.
+    prose = re.sub(r"`[^`]*`", "", report)
+    assert "<img" not in prose and "<b>" not in prose and "](http" not in prose and "@org" not in prose
+    assert "&lt;img src=x onerror=alert(1)>" in prose
+    # Every row of every table has its header's cells: no "|" from the data splits one.
+    tables, current = [], []
+    for line in [*report.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(len(re.split(r"(?<!\\)\|", line)))
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 4  # decision, figures, classes that change, changed runs
+    assert all(len(set(table)) == 1 for table in tables), tables
+    assert "| \\| col \\| x \\| | 2026-03-01 |" in report  # the run id "| col | x |", one cell
+
+    # CSVs: no cell opens as a formula; the line break stays inside its quoted cell; values read back.
+    runs = pd.read_csv(result / "changed_runs.csv", keep_default_na=False, dtype=str)
+    assert sorted(runs["run_id"]) == sorted(["'" + r if r[0] in "=-" else r for r in HOSTILE_RUN_IDS])
+    assert set(runs["classes_removed"]) == {"non_whitelisted:" + HOSTILE_REASON}
+    assert set(runs["classes_added"]) == {"whitelisted:hostile"}
+    assert set(runs["policy_hash"]) == {HOSTILE_POLICY}
+    days = pd.read_csv(result / "timeline.csv", keep_default_na=False, dtype=str)
+    assert days["date"].tolist() == ["2026-03-01", "2026-03-02"]
+    assert set(days["policy_hash_current"]) == set(days["policy_hash_candidate"]) == {HOSTILE_POLICY}
+    for name in ("changed_runs.csv", "timeline.csv", "class_counts.csv"):
+        frame = pd.read_csv(result / name, keep_default_na=False, dtype=str)
+        cells = [c for column in frame.columns for c in frame[column] if not re.fullmatch(r"-?[\d.]+", c)]
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))], name

@@ -46,6 +46,14 @@ def candidate_policy(
     See the module docstring for the rule; the input row order does not matter. (None, None) when no run has
     a policy_hash; baseline None when the candidate is the first hash ever seen. ``min_share`` in (0, 1],
     ``recent_runs`` >= 1."""
+    return ordered_candidate(df, min_share, recent_runs=recent_runs)[1:]
+
+
+def ordered_candidate(
+    df: pd.DataFrame, min_share: float, *, recent_runs: int
+) -> tuple[list[str], str | None, str | None]:
+    """(:func:`introduction_order`, candidate, baseline) of ``df``, as those two functions give them, the runs
+    put in series order once for both (a decision needs both; each is a pass over every run)."""
     if not 0 < min_share <= 1:
         raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
     if recent_runs < 1:
@@ -53,7 +61,7 @@ def candidate_policy(
     hashes, ts_key = _in_series_order(df)
     order = _introduction_order(hashes, ts_key)
     if not order:
-        return None, None
+        return order, None, None
     recent = pd.Series(hashes[~pd.isna(hashes)][-recent_runs:]).astype(str)
     share = recent.value_counts(normalize=True)
     chosen = next((h for h in reversed(order) if share.get(h, 0.0) >= min_share), None)
@@ -61,7 +69,7 @@ def candidate_policy(
         rank = {h: i for i, h in enumerate(order)}
         chosen = max(share.index, key=lambda h: (share[h], rank[h]))
     i = order.index(chosen)
-    return chosen, (order[i - 1] if i > 0 else None)
+    return order, chosen, (order[i - 1] if i > 0 else None)
 
 
 def _in_series_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -92,4 +100,4 @@ def _run_key(df: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
     return run_id.astype(object).where(run_id.notna(), "").astype(str).to_numpy()
 
 
-__all__ = ["candidate_policy", "introduction_order"]
+__all__ = ["candidate_policy", "introduction_order", "ordered_candidate"]

@@ -87,10 +87,17 @@ def config_sha256(parts: dict[str, bytes]) -> str:
 
 
 def provenance(
-    history: pd.DataFrame | pa.Table, whitelist_sha256: str, config_files: dict[str, bytes]
+    history: pd.DataFrame | pa.Table,
+    whitelist_sha256: str,
+    config_files: dict[str, bytes],
+    *,
+    manifest_sha256: str | None = None,
 ) -> dict[str, str]:
+    """``manifest_sha256``: :func:`artifact_manifest_sha256` of ``history`` when the caller has it already."""
     return {
-        "artifact_manifest_sha256": artifact_manifest_sha256(history),
+        "artifact_manifest_sha256": artifact_manifest_sha256(history)
+        if manifest_sha256 is None
+        else manifest_sha256,
         "whitelist_sha256": whitelist_sha256,
         "config_sha256": config_sha256(config_files),
         "code_version": __version__,

@@ -65,15 +65,21 @@ def decide(
     config: dict[str, bytes],
     statistics: dict[str, Any],
     decision: rules.Decision | None = None,
+    manifest_sha256: str | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> Published:
     """The decision over the stored history ``table`` (at least :func:`history_columns`) in the phase the
     log gives the decided policy, and rollout_metrics.json with ``statistics`` and the provenance.
     ``decision``: one already evaluated on the same rule columns, config and log (not evaluated again; its
-    warnings come from these ``statistics``)."""
+    warnings come from these ``statistics``). ``manifest_sha256``: the history's artifact manifest hash when
+    already known (computed otherwise); ``frame``: the :func:`frame_columns` frame of ``table`` when already
+    made (it is only read)."""
     wanted = frame_columns(cfg)
     # The manifest hash comes from Arrow; only what the rules and the chart read becomes a pandas frame (the
     # hash columns are most of the history's bytes).
-    history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
+    history = (
+        table.select([c for c in table.column_names if c in wanted]).to_pandas() if frame is None else frame
+    )
     evaluated = lifecycle.evaluate_in_phase(history, cfg, entries) if decision is None else decision
     # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).
     decision = evaluated.with_warnings(
@@ -81,6 +87,6 @@ def decide(
             statistics.get("baseline_comparison"), evaluated.policy_hash, evaluated.previous_policy_hash
         )
     )
-    hashes = provenance(table, whitelist_sha256, config)
+    hashes = provenance(table, whitelist_sha256, config, manifest_sha256=manifest_sha256)
     document = reports.rollout_metrics_document(decision, statistics, hashes, SCHEMA_VERSION)
     return Published(decision, evaluated, history, hashes, document, reports.dumps_canonical(document))

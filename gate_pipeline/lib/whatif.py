@@ -77,22 +77,42 @@ class ConfigSet:
         )
 
 
-def load_config_set(files: dict[str, bytes], sources: dict[str, str]) -> ConfigSet:
+def load_config_set(
+    files: dict[str, bytes], sources: dict[str, str], same_as: ConfigSet | None = None
+) -> ConfigSet:
     """Validate config files with the pipeline's loaders (the same errors, naming ``sources[name]``). The
-    whitelist and policy_constants.yaml are required; analysis.yaml and lifecycle.yaml default when absent."""
+    whitelist and policy_constants.yaml are required; analysis.yaml and lifecycle.yaml default when absent.
+    ``same_as``: a set already loaded whose parsed configs are taken over for the files with the same bytes
+    (parsing the YAML again cost ~0.2 s a replay)."""
     for name in (WHITELIST_FILE, published.DECISION_FILE):
         if name not in files:
             raise WhatIfError(f"{sources[name]}: file not found")
-    decision = load_decision_config(files[published.DECISION_FILE], sources[published.DECISION_FILE])
+
+    def unchanged(*names: str) -> bool:
+        return same_as is not None and all(files.get(n) == same_as.files.get(n) for n in names)
+
+    decision = (
+        same_as.decision
+        if unchanged(published.DECISION_FILE)
+        else load_decision_config(files[published.DECISION_FILE], sources[published.DECISION_FILE])
+    )
     analysis_raw = files.get(published.ANALYSIS_FILE)
+    if unchanged(published.ANALYSIS_FILE):
+        analysis = same_as.analysis
+    elif analysis_raw is None:
+        analysis = AnalysisConfig()
+    else:
+        analysis = load_analysis_config(analysis_raw, sources[published.ANALYSIS_FILE])
     return ConfigSet(
         files=dict(files),
-        whitelist=load_whitelist(files[WHITELIST_FILE], sources[WHITELIST_FILE]),
-        analysis=AnalysisConfig()
-        if analysis_raw is None
-        else load_analysis_config(analysis_raw, sources[published.ANALYSIS_FILE]),
+        whitelist=same_as.whitelist
+        if unchanged(WHITELIST_FILE)
+        else load_whitelist(files[WHITELIST_FILE], sources[WHITELIST_FILE]),
+        analysis=analysis,
         decision=decision,
-        lifecycle=lifecycle.load_lifecycle_config(
+        lifecycle=same_as.lifecycle
+        if unchanged(lifecycle.LIFECYCLE_FILE, published.DECISION_FILE)
+        else lifecycle.load_lifecycle_config(
             files.get(lifecycle.LIFECYCLE_FILE),
             sources[lifecycle.LIFECYCLE_FILE],
             decision.phase_order,
@@ -127,9 +147,10 @@ def load_configs(current: Store, candidate: Store) -> Configs:
         )
     sources = {n: cand_sources[n] if n in cand_own else cur_sources[n] for n in CONFIG_FILES}
     cand_files = {**cur_files, **cand_own}
+    current_set = load_config_set(cur_files, cur_sources)
     return Configs(
-        current=load_config_set(cur_files, cur_sources),
-        candidate=load_config_set(cand_files, sources),
+        current=current_set,
+        candidate=load_config_set(cand_files, sources, same_as=current_set),
         changed=[n for n in CONFIG_FILES if cand_files.get(n) != cur_files.get(n)],
         ignored=[n for n in names if n not in CONFIG_FILES],
     )
@@ -167,15 +188,64 @@ class Side:
     def classes(self) -> np.ndarray:
         return self.table.column("unknown_classes").to_numpy(zero_copy_only=False)
 
-    def files(self) -> dict[tuple[str, ...], bytes]:
-        """The outputs a pipeline run under this config publishes that a replay reproduces, by path."""
-        tables = {("tables", f"{name}.csv"): payload for name, payload in self.statistics.tables().items()}
+    def files(
+        self, known: dict[str, tuple[pd.DataFrame, bytes]] | None = None
+    ) -> dict[tuple[str, ...], bytes]:
+        """The outputs a pipeline run under this config publishes that a replay reproduces, by path.
+        ``known``: statistics tables already written as CSV (name → frame, bytes), shared between the sides:
+        a table equal to the other side's is not written again (tables/compared_runs.csv alone is ~7 MB at
+        100k runs); this side's tables are added to it."""
+        known = {} if known is None else known
+        tables = {}
+        for section in self.statistics.sections.values():
+            for name, frame in section.tables.items():
+                seen = known.get(name)
+                payload = (
+                    seen[1] if seen is not None and same_frame(seen[0], frame) else table_csv_bytes(frame)
+                )
+                known[name] = (frame, payload)
+                tables[("tables", f"{name}.csv")] = payload
         return {
             ("rollout_metrics.json",): self.result.payload,
             ("ci_comment.md",): render_ci_comment(self.result.decision).encode(),
             **tables,
             ("tables", "decision_timeline.csv"): table_csv_bytes(timeline.published(self.timeline)),
         }
+
+
+def same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two frames are cell for cell the same, so their CSV text is too: the same columns and dtypes,
+    numbers bit for bit, objects equal and of the same types (floats among them by their text). False
+    when unsure (e.g. a NaN among objects), which only costs writing the CSV again."""
+    if a is b:
+        return True
+    if list(a.columns) != list(b.columns) or len(a) != len(b) or not a.dtypes.equals(b.dtypes):
+        return False
+    for i in range(a.shape[1]):
+        left, right = a.iloc[:, i], b.iloc[:, i]
+        if isinstance(left.dtype, pd.DatetimeTZDtype):  # as int64 ns: no Timestamp object per cell
+            x, y = left.array.asi8, right.array.asi8
+        else:
+            x, y = left.to_numpy(), right.to_numpy()
+        if x.dtype == object:
+            kinds = {pd.api.types.infer_dtype(x, skipna=False), pd.api.types.infer_dtype(y, skipna=False)}
+            if kinds == {"string"}:  # only str on both sides (the usual case): compared in one pass
+                if not (x == y).all():
+                    return False
+                continue
+            xs, ys = x.tolist(), y.tolist()
+            if xs != ys or list(map(type, xs)) != list(map(type, ys)):
+                return False
+            if [repr(v) for v in xs if type(v) is float] != [repr(v) for v in ys if type(v) is float]:
+                return False  # 0.0 == -0.0, but their text differs
+        elif x.dtype.kind in "fc":
+            if not np.array_equal(
+                np.ascontiguousarray(x).view(np.uint8), np.ascontiguousarray(y).view(np.uint8)
+            ):
+                return False
+        elif not np.array_equal(x, y):
+            return False
+    return True
 
 
 def read_history(data: Store, columns: set[str]) -> pa.Table:
@@ -234,10 +304,15 @@ def replay_side(
     """Statistics, decision and timeline over the history under ``config``: what the statistics, decision and
     timeline assets compute after a backfill with it (``previous``: timeline rows that may be reused).
     ``other``: the other side, whose decision and timeline are taken over when the rules evaluate alike."""
-    table = reclassify(table, config.whitelist)
-    wanted = set(statistics_columns(config.analysis))
-    history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
-    statistics = compute_statistics(history, config.analysis)
+    same_classes = other is not None and config.whitelist.sha256 == other.config.whitelist.sha256
+    table = other.table if same_classes else reclassify(table, config.whitelist)
+    if same_classes and config.analysis == other.config.analysis:
+        # The same history under the same analysis config: the other side's statistics, not computed again.
+        statistics = other.statistics
+    else:
+        wanted = set(statistics_columns(config.analysis))
+        history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
+        statistics = compute_statistics(history, config.analysis)
     reuse = other is not None and same_evaluation(table, config, other)
     result = published.decide(
         table,
@@ -247,6 +322,12 @@ def replay_side(
         config=config.decision_files,
         statistics={**stored_statistics, **statistics.loaded()},
         decision=other.result.evaluated if reuse else None,
+        # The manifest hashes the stored runs' files, which no config changes: hashed once.
+        manifest_sha256=None if other is None else other.result.hashes["artifact_manifest_sha256"],
+        frame=other.result.history
+        if same_classes
+        and published.frame_columns(config.decision) == published.frame_columns(other.config.decision)
+        else None,
     )
     keys = {
         "config_sha256": config_sha256(config.decision_files),
@@ -334,10 +415,15 @@ def replay(
 
 def changed_runs(whatif: WhatIf) -> pd.DataFrame:
     """Every run whose unknown classes differ between the two configs, in history order."""
-    before, after = whatif.current.classes, whatif.candidate.classes
-    mask = before != after
+    if whatif.candidate.table is whatif.current.table:  # the same classified history: no run changes
+        mask = np.zeros(whatif.current.table.num_rows, dtype=bool)
+        before = after = np.empty(0, dtype=object)
+    else:
+        every_before, every_after = whatif.current.classes, whatif.candidate.classes
+        mask = every_before != every_after
+        before, after = every_before[mask], every_after[mask]
     runs = whatif.current.table.select(RUN_COLUMNS).filter(pa.array(mask)).to_pandas()
-    pairs = pd.DataFrame({"before": before[mask], "after": after[mask]})
+    pairs = pd.DataFrame({"before": before, "after": after})
     # Few distinct (before, after) pairs: the added and removed classes are worked out once per pair.
     codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs)) if len(pairs) else (np.zeros(0, int), [])
     diffs = []
@@ -498,7 +584,7 @@ def render_report(
         "",
         "## Decision",
         "",
-        markdown_table(
+        _table(
             ["", "current", "candidate"],
             [
                 ["verdict", cur["verdict"], cand["verdict"]],
@@ -520,7 +606,7 @@ def render_report(
             [md_text(r["rule"]), md_text(r["current_evidence"]), md_text(r["candidate_evidence"])]
             for r in info["rules_changed"]
         ]
-        lines.append(markdown_table(["rule", "current", "candidate"], rows))
+        lines.append(_table(["rule", "current", "candidate"], rows))
     else:
         lines.append("None: every rule has the same verdict.")
     figures = [
@@ -532,7 +618,7 @@ def render_report(
         "",
         "## Class counts and false positives",
         "",
-        markdown_table(["figure", "current", "candidate"], figures),
+        _table(["figure", "current", "candidate"], figures),
     ]
     moved = counts[counts["change"] != 0]
     if len(moved):
@@ -544,7 +630,7 @@ def render_report(
             "",
             "Runs per class that change:",
             "",
-            markdown_table(["class", "kind", "current", "candidate"], rows),
+            _table(["class", "kind", "current", "candidate"], rows),
         ]
     lines += ["", f"## Runs whose classification changes: {len(runs)}", ""]
     if len(runs):
@@ -557,7 +643,7 @@ def render_report(
             ]
             for r in runs.head(SHOWN_RUNS).to_dict("records")
         ]
-        lines.append(markdown_table(["run_id", "date", "classes removed", "classes added"], rows))
+        lines.append(_table(["run_id", "date", "classes removed", "classes added"], rows))
         if len(runs) > SHOWN_RUNS:
             lines.append(f"\n… and {len(runs) - SHOWN_RUNS} more: all of them in `changed_runs.csv`.")
     window = "every day with runs" if not whatif.days else f"the last {whatif.days} days with runs"
@@ -591,11 +677,17 @@ def render_report(
             "",
             f"Days whose verdict differs: {len(differ)} (the latest {min(len(differ), SHOWN_DAYS)}):",
             "",
-            markdown_table(["day", "current", "candidate", "candidate's deciding rule"], rows),
+            _table(["day", "current", "candidate", "candidate's deciding rule"], rows),
         ]
     if whatif.notes:
         lines += ["", "## Notes", ""] + [f"- {md_text(n)}" for n in whatif.notes]
     return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A pipe table whose cells keep their bounds: a "|" in a cell (a run id, a reason, a policy_hash; inside
+    a code span too) is escaped, as GitHub's tables require, instead of splitting the row."""
+    return markdown_table(header, [[cell.replace("|", "\\|") for cell in row] for row in rows])
 
 
 def _figure(value: object) -> str:
@@ -632,8 +724,9 @@ def outputs_of(whatif: WhatIf) -> tuple[dict[tuple[str, ...], bytes], dict[str, 
         ("class_counts.csv",): table_csv_bytes(counts),
         ("timeline.csv",): table_csv_bytes(days),
     }
+    known: dict[str, tuple[pd.DataFrame, bytes]] = {}
     for label, side in (("current", whatif.current), ("candidate", whatif.candidate)):
-        files.update({(label, *path): payload for path, payload in side.files().items()})
+        files.update({(label, *path): payload for path, payload in side.files(known).items()})
     files.update({("config", name): raw for name, raw in sorted(whatif.candidate.config.files.items())})
     return files, info
 

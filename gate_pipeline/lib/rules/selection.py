@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gate_pipeline.lib.policies import candidate_policy, introduction_order
+from gate_pipeline.lib.policies import introduction_order, ordered_candidate
 from gate_pipeline.lib.rules.config import DecisionConfig
 
 _NO_POSITIONS = np.zeros(0, dtype=np.intp)
@@ -30,14 +30,17 @@ class _Selection:
         self._hashes = hashes
         self._has = has_hash
         # One rule for the candidate, shared with the per-policy statistics (lib/policies.py).
-        self._order = introduction_order(runs) if self._hashes is not None and self._has.any() else []
+        self._order: list[str] = []
         self.hash: str | None = None
+        if self._hashes is not None and self._has.any():
+            if cfg.policy.mode == "explicit":
+                self._order = introduction_order(runs)
+            else:  # the introduction order and the candidate from one ordering of the runs
+                self._order, self.hash, _ = ordered_candidate(
+                    runs, cfg.policy.min_recent_share, recent_runs=cfg.policy.recent_runs
+                )
         if cfg.policy.mode == "explicit":
             self.hash = cfg.policy.policy_hash
-        elif self._order:
-            self.hash, _ = candidate_policy(
-                runs, cfg.policy.min_recent_share, recent_runs=cfg.policy.recent_runs
-            )
         self.current = self.positions_of(self.hash) if self.hash else _NO_POSITIONS
         ts = runs["timestamp"]
         self.first = ts.iat[int(self.current[0])] if len(self.current) else None
