@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gate_pipeline.lib import rules
 from gate_pipeline.lib.config import ConfigError, load_model
+from gate_pipeline.lib.escape import md_text
 from gate_pipeline.lib.rules import Decision, DecisionConfig
 from gate_pipeline.lib.storage import Store, sha256_bytes
 from gate_pipeline.lib.store_lock import LockBusy, break_stale_lock, iso, locked, parse_time
@@ -436,18 +437,29 @@ def evaluate_in_phase(
 
 
 def phase_rows(entries: list[LogEntry], start_phase: str) -> list[list[str]]:
-    """One row per policy with a transition: policy, phase, since, by, transitions."""
+    """One row per policy with a transition: policy, phase, since, by, transitions (Markdown table cells:
+    the operator's text is escaped)."""
     rows: dict[str, list[str]] = {}
     state = phases(entries, start_phase)
     for e in entries:
         count = int(rows[e.policy_hash][4]) + 1 if e.policy_hash in rows else 1
-        rows[e.policy_hash] = [e.policy_hash, state[e.policy_hash], e.at, e.by, str(count)]
+        rows[e.policy_hash] = [md_text(e.policy_hash), state[e.policy_hash], e.at, md_text(e.by), str(count)]
     return list(rows.values())
 
 
 def log_rows(entries: list[LogEntry]) -> list[list[str]]:
+    """The log as Markdown table cells: who approved and the note are the operator's own text, escaped so
+    that a note renders as the text it is (no HTML, link or mention) in the UI and the terminal."""
     return [
-        [str(e.seq), e.at, e.policy_hash, e.action, f"{e.from_phase} → {e.to_phase}", e.by, e.note]
+        [
+            str(e.seq),
+            e.at,
+            md_text(e.policy_hash),
+            e.action,
+            f"{e.from_phase} → {e.to_phase}",
+            md_text(e.by),
+            md_text(e.note),
+        ]
         for e in entries
     ]
 

@@ -584,7 +584,7 @@ def render_report(
         "",
         "## Decision",
         "",
-        _table(
+        markdown_table(
             ["", "current", "candidate"],
             [
                 ["verdict", cur["verdict"], cand["verdict"]],
@@ -606,7 +606,7 @@ def render_report(
             [md_text(r["rule"]), md_text(r["current_evidence"]), md_text(r["candidate_evidence"])]
             for r in info["rules_changed"]
         ]
-        lines.append(_table(["rule", "current", "candidate"], rows))
+        lines.append(markdown_table(["rule", "current", "candidate"], rows))
     else:
         lines.append("None: every rule has the same verdict.")
     figures = [
@@ -618,7 +618,7 @@ def render_report(
         "",
         "## Class counts and false positives",
         "",
-        _table(["figure", "current", "candidate"], figures),
+        markdown_table(["figure", "current", "candidate"], figures),
     ]
     moved = counts[counts["change"] != 0]
     if len(moved):
@@ -630,7 +630,7 @@ def render_report(
             "",
             "Runs per class that change:",
             "",
-            _table(["class", "kind", "current", "candidate"], rows),
+            markdown_table(["class", "kind", "current", "candidate"], rows),
         ]
     lines += ["", f"## Runs whose classification changes: {len(runs)}", ""]
     if len(runs):
@@ -643,7 +643,7 @@ def render_report(
             ]
             for r in runs.head(SHOWN_RUNS).to_dict("records")
         ]
-        lines.append(_table(["run_id", "date", "classes removed", "classes added"], rows))
+        lines.append(markdown_table(["run_id", "date", "classes removed", "classes added"], rows))
         if len(runs) > SHOWN_RUNS:
             lines.append(f"\n… and {len(runs) - SHOWN_RUNS} more: all of them in `changed_runs.csv`.")
     window = "every day with runs" if not whatif.days else f"the last {whatif.days} days with runs"
@@ -677,17 +677,11 @@ def render_report(
             "",
             f"Days whose verdict differs: {len(differ)} (the latest {min(len(differ), SHOWN_DAYS)}):",
             "",
-            _table(["day", "current", "candidate", "candidate's deciding rule"], rows),
+            markdown_table(["day", "current", "candidate", "candidate's deciding rule"], rows),
         ]
     if whatif.notes:
         lines += ["", "## Notes", ""] + [f"- {md_text(n)}" for n in whatif.notes]
     return "\n".join(lines) + "\n"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """A pipe table whose cells keep their bounds: a "|" in a cell (a run id, a reason, a policy_hash; inside
-    a code span too) is escaped, as GitHub's tables require, instead of splitting the row."""
-    return markdown_table(header, [[cell.replace("|", "\\|") for cell in row] for row in rows])
 
 
 def _figure(value: object) -> str:

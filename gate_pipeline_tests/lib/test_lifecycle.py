@@ -39,11 +39,11 @@ def publish(
     store.write_bytes(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), "rollout_metrics.json")
 
 
-def advance(store: Store, by="ana", evidence=None, now=NOW):
+def advance(store: Store, by="ana", evidence=None, now=NOW, note="looks good"):
     return lifecycle.advance(
         store,
         by=by,
-        note="looks good",
+        note=note,
         evidence_now=lambda: evidence or EVIDENCE,
         phase_order=PHASES,
         start_phase="observe",
@@ -324,3 +324,23 @@ def test_lifecycle_config_rejects_unknown_or_final_phases():
     with pytest.raises(ConfigError, match=r"auto_advance.enforce: not a phase with a next phase"):
         lifecycle.load_lifecycle_config(raw, "config/lifecycle.yaml", PHASES)
     assert lifecycle.load_lifecycle_config(None, "absent", PHASES) == LifecycleConfig()
+
+
+def test_operator_text_in_the_log_renders_as_text_in_its_tables(out):
+    """Who approved and the note reach the decision's phase_history (UI Markdown) and `gate-pipeline status`:
+    HTML, links, mentions and a "|" stay text and never split a table row."""
+    from gate_pipeline.lib.reports import markdown_table
+
+    publish(out)
+    note = "<img src=x onerror=alert(1)> | [click](http://evil) @team"
+    entry = advance(out, by="ana|<b>root</b>", note=note)
+    assert entry.note == note  # the log keeps the operator's words as given
+    (row,) = lifecycle.log_rows([entry])
+    table = markdown_table(["seq", "at", "policy", "action", "phases", "by", "note"], [row])
+    body = table.splitlines()[2]
+    assert "<img" not in table and "<b>" not in table and "](" not in table and "@team" not in table
+    assert body.endswith(r"| &lt;img src=x onerror=alert(1)> \| [click]\(http://evil) &#64;team |")
+    # 7 cells: every "|" of the operator's text is escaped ("\|"), so only the 8 cell bounds remain.
+    assert body.replace("\\|", "").count("|") == 8
+    (status,) = lifecycle.phase_rows([entry], "observe")
+    assert status[3] == "ana|&lt;b>root&lt;/b>"

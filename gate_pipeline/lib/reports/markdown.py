@@ -52,10 +52,8 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict | list):
-        return md_text(orjson.dumps(normalize_json(v), option=orjson.OPT_SORT_KEYS).decode()).replace(
-            "|", "\\|"
-        )
-    return md_text(v).replace("|", "\\|")
+        return md_text(orjson.dumps(normalize_json(v), option=orjson.OPT_SORT_KEYS).decode())
+    return md_text(v)
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:

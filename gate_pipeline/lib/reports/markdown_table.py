@@ -28,11 +28,16 @@ COMPACT_PIPE = TableFormat(
 )
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A pipe table of text cells (format them first); no trailing newline."""
+    """A pipe table of text cells (format and escape them first); no trailing newline. A "|" in a cell is
+    escaped here, as GitHub's tables require even inside a code span, so a cell never splits its row."""
     return tabulate(
-        [list(r) for r in rows],
-        headers=list(header),
+        [[_cell(c) for c in r] for r in rows],
+        headers=[_cell(c) for c in header],
         tablefmt=COMPACT_PIPE,
         disable_numparse=True,
         stralign=None,
