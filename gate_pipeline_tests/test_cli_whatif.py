@@ -394,3 +394,51 @@ def test_hostile_text_in_the_history_stays_text_in_the_whatif_report_and_csvs(tm
         frame = pd.read_csv(result / name, keep_default_na=False, dtype=str)
         cells = [c for column in frame.columns for c in frame[column] if not re.fullmatch(r"-?[\d.]+", c)]
         assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))], name
+
+
+def test_current_statistics_are_the_stored_ones_until_their_sources_change(site, capsys, monkeypatch):
+    """The statistics asset keys its outputs by what they came from; a what-if takes them over while the
+    history, the analysis config and the code are the same, and computes them again once one changed."""
+    from gate_pipeline.lib import whatif
+
+    computed = []
+    compute = whatif.compute_statistics
+    monkeypatch.setattr(whatif, "compute_statistics", lambda *a: computed.append(1) or compute(*a))
+    key = orjson.loads((site / "out" / "_data" / "statistics_source.json").read_bytes())
+    assert set(key["source"]) == {"history_sha256", "analysis_sha256", "code_sha256"}
+    published_tables = {p.stem for p in (site / "out" / "tables").glob("*.csv")} - {"decision_timeline"}
+    assert {name for name, _ in key["tables"]} == published_tables
+    constants = (site / "config" / "policy_constants.yaml").read_text()
+    (site / "candidate" / "policy_constants.yaml").write_text(
+        constants.replace("threshold: 0.10", "threshold: 0.30", 1)
+    )
+    assert _whatif(site, "--name", "kept") == 0
+    assert computed == []  # a threshold candidate: neither side computes statistics
+    for path in replayed(site / "out"):
+        assert (site / "out" / "whatif" / "kept" / "current" / path).read_bytes() == (
+            site / "out" / path
+        ).read_bytes(), path
+
+    # The current analysis config changes after the build: the stored statistics are stale.
+    analysis = (site / "config" / "analysis.yaml").read_text()
+    changed = analysis.replace("spike_mad_k: 3.0", "spike_mad_k: 1.0", 1)
+    assert changed != analysis
+    (site / "config" / "analysis.yaml").write_text(changed)
+    assert _whatif(site, "--name", "stale") == 0
+    assert computed == [1]  # the current side's, taken over by the candidate
+    stale = site / "out" / "whatif" / "stale" / "current"
+    # What the current side shows now is what the pipeline publishes under that analysis config.
+    argv = [
+        "--artifacts",
+        str(site / "artifacts"),
+        "--out",
+        str(site / "out"),
+        "--config",
+        str(site / "config"),
+    ]
+    assert run_cli("backfill", *argv) == 0
+    capsys.readouterr()
+    kept = site / "out" / "whatif" / "kept" / "current"
+    assert (stale / "rollout_metrics.json").read_bytes() != (kept / "rollout_metrics.json").read_bytes()
+    for path in replayed(site / "out"):
+        assert (stale / path).read_bytes() == (site / "out" / path).read_bytes(), path

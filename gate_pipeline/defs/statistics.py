@@ -12,9 +12,10 @@ import pandas as pd
 from gate_pipeline.dagster_helpers.metadata import OWNERS, frame_markdown, readable
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
-from gate_pipeline.lib import analysis
+from gate_pipeline.lib import analysis, stored_statistics
 from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.stats import to_jsonable
+from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.whitelist import whitelist_health
 from gate_pipeline.settings import Settings
 
@@ -80,16 +81,27 @@ def rollout_statistics(storage: GateStorage):
     outputs, data = storage.outputs(), storage.data()
     # Only the columns the sections read: the file hashes and metrics JSON are most of the history's bytes.
     columns = analysis.statistics_columns(cfg)
-    history = analysis.read_history(data.read_bytes(HISTORY_FILE), columns).to_pandas()
+    raw = data.read_bytes(HISTORY_FILE)
+    # What these statistics are computed from, for what-if replay to take them over instead of computing them
+    # again. The old key goes first (a crash half-way leaves no key naming these sources), the new one last.
+    key = stored_statistics.source_key(raw, cfg)
+    data.delete(stored_statistics.KEY_FILE)
+    history = analysis.read_history(raw, columns).to_pandas()
+    del raw
     statistics = analysis.compute_statistics(history, cfg)  # what-if replay publishes the same bytes
     for name, payload in statistics.documents.items():
         data.write_bytes(payload, "statistics", f"{name}.json")
+    tables: dict[str, str] = {}  # name -> sha256 of the CSV written
     for asset_name, section in statistics.sections.items():
-        paths = {
-            name: outputs.write_bytes(analysis.table_csv_bytes(df), "tables", f"{name}.csv")
-            for name, df in section.tables.items()
-        }
+        paths = {}
+        for name, df in section.tables.items():
+            payload = analysis.table_csv_bytes(df)
+            tables[name] = sha256_bytes(payload)
+            paths[name] = outputs.write_bytes(payload, "tables", f"{name}.csv")
         yield dg.MaterializeResult(asset_key=asset_name, metadata=_section_metadata(section, paths))
+    data.write_bytes(
+        stored_statistics.key_document(key, statistics.documents, tables), stored_statistics.KEY_FILE
+    )
     yield from _whitelist_health_results(storage, history)
 
 

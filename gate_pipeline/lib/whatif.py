@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from gate_pipeline.lib import lifecycle, published, timeline
+from gate_pipeline.lib import lifecycle, published, stored_statistics, timeline
 from gate_pipeline.lib.classify import CLASSIFIED_COLUMNS, classify_runs, parse_json_array
 from gate_pipeline.lib.escape import md_code, md_text
 from gate_pipeline.lib.provenance import config_sha256
@@ -37,6 +37,7 @@ from gate_pipeline.lib.stats import (
     table_csv_bytes,
 )
 from gate_pipeline.lib.storage import Store
+from gate_pipeline.lib.stored_statistics import StoredStatistics
 from gate_pipeline.lib.tables import WhatIfClassCounts, WhatIfRuns, WhatIfTimeline, validate
 from gate_pipeline.lib.whitelist import Whitelist, load_whitelist
 
@@ -179,7 +180,7 @@ def default_name(candidate_url: str) -> str:
 class Side:
     config: ConfigSet
     table: pa.Table  # the stored history, classified with this side's whitelist
-    statistics: Statistics
+    statistics: Statistics | StoredStatistics  # stored: the statistics asset's own, taken over
     result: published.Published
     timeline: pd.DataFrame  # lib/timeline.py rows (with their reuse keys)
     evaluated_days: int  # days whose rules were evaluated (the rest reused)
@@ -192,16 +193,22 @@ class Side:
         self, known: dict[str, tuple[pd.DataFrame, bytes]] | None = None
     ) -> dict[tuple[str, ...], bytes]:
         """The outputs a pipeline run under this config publishes that a replay reproduces, by path.
-        ``known``: statistics tables already written as CSV (name → frame, bytes), shared between the sides:
+        ``known``: statistics tables already written as CSV (name → frame or None, bytes), shared between the sides:
         a table equal to the other side's is not written again (tables/compared_runs.csv alone is ~7 MB at
         100k runs); this side's tables are added to it."""
         known = {} if known is None else known
         tables = {}
-        for section in self.statistics.sections.values():
+        if isinstance(self.statistics, StoredStatistics):  # as published: no frames, the CSV itself
+            for name, payload in self.statistics.tables.items():
+                known[name] = (None, payload)
+                tables[("tables", f"{name}.csv")] = payload
+        for section in getattr(self.statistics, "sections", {}).values():
             for name, frame in section.tables.items():
                 seen = known.get(name)
                 payload = (
-                    seen[1] if seen is not None and same_frame(seen[0], frame) else table_csv_bytes(frame)
+                    seen[1]
+                    if seen is not None and seen[0] is not None and same_frame(seen[0], frame)
+                    else table_csv_bytes(frame)
                 )
                 known[name] = (frame, payload)
                 tables[("tables", f"{name}.csv")] = payload
@@ -248,14 +255,12 @@ def same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
-def read_history(data: Store, columns: set[str]) -> pa.Table:
+def read_history(data: Store) -> bytes:
     if not data.exists(HISTORY_FILE):
         raise WhatIfError(
             f"no stored history under {data.url()} ({HISTORY_FILE}): run `gate-pipeline run` first"
         )
-    from gate_pipeline.lib.stats import read_history as read_parquet_columns
-
-    return read_parquet_columns(data.read_bytes(HISTORY_FILE), columns)
+    return data.read_bytes(HISTORY_FILE)
 
 
 def reclassify(table: pa.Table, whitelist: Whitelist) -> pa.Table:
@@ -273,10 +278,10 @@ def reclassify(table: pa.Table, whitelist: Whitelist) -> pa.Table:
     return table
 
 
-def _stored_statistics(data: Store) -> dict[str, Any]:
-    """statistics/*.json as the decision reads them (the run counts come from the series step)."""
+def _stored_statistics(data: Store) -> dict[str, bytes]:
+    """statistics/*.json by name without .json (the run counts come from the series step)."""
     stored = data.read_folder(STATISTICS_FOLDER, suffix=".json")
-    return {name.removesuffix(".json"): orjson.loads(payload) for name, payload in stored.items()}
+    return {name.removesuffix(".json"): payload for name, payload in stored.items()}
 
 
 def same_evaluation(table: pa.Table, config: ConfigSet, other: Side) -> bool:
@@ -300,15 +305,21 @@ def replay_side(
     days: int,
     previous: pd.DataFrame | None,
     other: Side | None = None,
+    stored: StoredStatistics | None = None,
 ) -> Side:
     """Statistics, decision and timeline over the history under ``config``: what the statistics, decision and
     timeline assets compute after a backfill with it (``previous``: timeline rows that may be reused).
-    ``other``: the other side, whose decision and timeline are taken over when the rules evaluate alike."""
+    ``other``: the other side, whose decision and timeline are taken over when the rules evaluate alike.
+    ``stored``: the statistics asset's statistics of the stored history under ``config.analysis``, taken
+    over when the history is not re-classified."""
     same_classes = other is not None and config.whitelist.sha256 == other.config.whitelist.sha256
+    stored_table = table
     table = other.table if same_classes else reclassify(table, config.whitelist)
     if same_classes and config.analysis == other.config.analysis:
         # The same history under the same analysis config: the other side's statistics, not computed again.
         statistics = other.statistics
+    elif stored is not None and table is stored_table:
+        statistics = stored  # what the statistics asset computed from these very runs and analysis config
     else:
         wanted = set(statistics_columns(config.analysis))
         history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
@@ -320,7 +331,10 @@ def replay_side(
         entries,
         whitelist_sha256=config.whitelist.sha256,
         config=config.decision_files,
-        statistics={**stored_statistics, **statistics.loaded()},
+        # Stored statistics are among the stored documents already (decoded once).
+        statistics=stored_statistics
+        if isinstance(statistics, StoredStatistics)
+        else {**stored_statistics, **statistics.loaded()},
         decision=other.result.evaluated if reuse else None,
         # The manifest hashes the stored runs' files, which no config changes: hashed once.
         manifest_sha256=None if other is None else other.result.hashes["artifact_manifest_sha256"],
@@ -386,16 +400,26 @@ def replay(
     columns = set(CLASS_INPUTS) | set(CLASSIFIED_COLUMNS) | set(RUN_COLUMNS)
     for side in (cur, cand):
         columns |= published.history_columns(side.decision) | set(statistics_columns(side.analysis))
-    table = read_history(data, columns)
-    stored = _stored_statistics(data)
+    from gate_pipeline.lib.stats import read_history as read_parquet_columns
+
+    raw = read_history(data)
+    table = read_parquet_columns(raw, columns)
+    stored_raw = _stored_statistics(data)
+    stored = {
+        name: orjson.loads(payload) for name, payload in stored_raw.items()
+    }  # as the decision reads them
+    # The current side's statistics as stored, when computed from these bytes under its analysis config.
+    key = stored_statistics.source_key(raw, cur.analysis)
+    del raw
+    kept = stored_statistics.load(data, outputs, key, stored_raw)
     stored_rows = timeline.STORE_FILE
     previous = data.read_parquet(stored_rows) if data.exists(stored_rows) else None
 
-    def side(config: ConfigSet, rows: pd.DataFrame | None, other: Side | None = None) -> Side:
+    def side(config: ConfigSet, rows: pd.DataFrame | None, other: Side | None = None, **kw: Any) -> Side:
         entries = lifecycle.read_log(outputs, config.decision.phase_order)
-        return replay_side(table, config, entries, stored, days=window, previous=rows, other=other)
+        return replay_side(table, config, entries, stored, days=window, previous=rows, other=other, **kw)
 
-    current = side(cur, previous)
+    current = side(cur, previous, stored=kept)
     candidate = side(cand, reusable_rows(current.timeline, cur, cand), current)
     notes = []
     stale = sorted(set(table.column("whitelist_sha256").unique().to_pylist()) - {cur.whitelist.sha256})
@@ -447,7 +471,11 @@ def class_counts(whatif: WhatIf) -> pd.DataFrame:
     """Runs per unknown class (overall) under each config, from the class_frequencies statistics."""
 
     def overall(side: Side) -> pd.DataFrame:
-        freq = side.statistics.sections["class_frequencies"].tables["class_frequencies"]
+        if isinstance(side.statistics, StoredStatistics):  # the document holds every row of the table
+            rows = orjson.loads(side.statistics.documents["class_frequencies"])["frequencies"]
+            freq = pd.DataFrame(rows, columns=["scope", "class", "kind", "runs"]).astype({"runs": "int64"})
+        else:
+            freq = side.statistics.sections["class_frequencies"].tables["class_frequencies"]
         return freq.loc[freq["scope"] == "overall", ["class", "kind", "runs"]]
 
     merged = overall(whatif.current).merge(
