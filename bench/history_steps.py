@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--copies", type=int, default=1)
     p.add_argument("--steps", default=",".join(STEPS))
+    p.add_argument(
+        "--keep-series", action="store_true", help="reuse the stored series outputs (other steps only)"
+    )
     p.add_argument("--run-step", help=argparse.SUPPRESS)  # the child side
     args = p.parse_args(argv)
     work = args.work.resolve()
@@ -146,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         rows = make_history(args.data.resolve(), work / "data", args.copies)
         print(f"history: {rows} rows in {time.perf_counter() - t0:.0f}s", flush=True)
-    for name in ("out", "home"):
+    for name in ("out", "home") if not args.keep_series else ("home",):
         shutil.rmtree(work / name, ignore_errors=True)
-    for stale in ("rollout_series_cache", "statistics", "rollout_runs.parquet", "decision_timeline.parquet"):
-        target = work / "data" / stale
+    stored = ["statistics", "decision_timeline.parquet"]
+    if not args.keep_series:
+        stored += ["rollout_series_cache", "rollout_runs.parquet"]
+    for name in stored:
+        target = work / "data" / name
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     (work / "home").mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(work / "home")}

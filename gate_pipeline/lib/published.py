@@ -73,7 +73,7 @@ def decide(
     wanted = frame_columns(cfg)
     # The manifest hash comes from Arrow; only what the rules and the chart read becomes a pandas frame (the
     # hash columns are most of the history's bytes).
-    history = table.select([c for c in table.column_names if c in wanted]).to_pandas()
+    history = table.select([c for c in table.column_names if c in wanted]).to_pandas(split_blocks=True)
     evaluated = lifecycle.evaluate_in_phase(history, cfg, entries) if decision is None else decision
     # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).
     decision = evaluated.with_warnings(

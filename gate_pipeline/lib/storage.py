@@ -61,6 +61,10 @@ class Store:
     def read_bytes(self, *parts: str) -> bytes:
         return self.path(*parts).read_bytes()
 
+    def open_read(self, *parts: str) -> Any:
+        """A file open for reading (seekable): a parquet reader then reads only the column chunks it needs."""
+        return self.fs.open(self.path(*parts).path, "rb")
+
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Write a whole file atomically: a reader (or a crash, or a full disk) never sees a truncated file.
 
