@@ -42,6 +42,7 @@ def build_timeline_assets() -> list:
             table = analysis.read_history(source, frame_columns(cfg))
         history = table.to_pandas(split_blocks=True, self_destruct=True)  # no consolidation copy
         del table
+        release_memory()  # the Arrow pool keeps the converted columns' pages until told otherwise
         previous = data.read_parquet(TIMELINE_FILE) if data.exists(TIMELINE_FILE) else None
         lifecycle_cfg = lifecycle_config(storage, cfg)
         frame, evaluated = timeline.build_timeline(
