@@ -55,6 +55,12 @@ class IngestSettings(BaseModel):
         description="A run that ingests at least this many days uses the worker processes; smaller runs and "
         "re-classification stay in one process.",
     )
+    days_per_chunk: int = Field(
+        8,
+        ge=0,
+        description="Days a worker processes at a time: bounds a worker's memory and sets how often progress "
+        "moves (0 = two chunks per worker, whatever the history).",
+    )
     max_days_per_run: int = Field(
         0,
         ge=0,

@@ -47,6 +47,7 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
     )
     workers = daily.resolve_workers(pipeline.ingest.workers)
     parallel_min_days = pipeline.ingest.parallel_min_days
+    days_per_chunk = pipeline.ingest.days_per_chunk
     days_per_run = pipeline.ingest.max_days_per_run
 
     @dg.multi_asset(
@@ -102,7 +103,7 @@ def build_daily_assets(daily_partitions_def: dg.PartitionsDefinition, pipeline: 
         table_failures: list[dict] = []
         classified_failures: list[dict] = []
         workers_clock, step_clock = StageClock(), StageClock()  # summed over the workers; this process
-        chunks = daily.process_days(job, days, n_workers)
+        chunks = daily.process_days(job, days, n_workers, days_per_chunk)
         while True:
             with step_clock.stage("waiting for workers"):
                 chunk = next(chunks, None)

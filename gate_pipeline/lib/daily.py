@@ -284,9 +284,13 @@ def resolve_workers(configured: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def chunk_days(days: list[str], workers: int) -> list[list[str]]:
-    """Consecutive runs of days: two chunks per worker balance the load while keeping pandera calls few."""
+def chunk_days(days: list[str], workers: int, days_per_chunk: int = 0) -> list[list[str]]:
+    """Consecutive runs of days: at least two chunks per worker to balance the load, and at most
+    ``days_per_chunk`` days each (0: no cap), so that a worker holds a bounded slice of history and progress
+    moves chunk by chunk; each chunk costs one pandera call."""
     parts = max(1, min(len(days), workers * 2 if workers > 1 else 1))
+    if days_per_chunk > 0:
+        parts = max(parts, -(-len(days) // days_per_chunk))
     size, extra = divmod(len(days), parts)
     chunks, start = [], 0
     for i in range(parts):
@@ -306,10 +310,12 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def process_days(job: DailyJob, days: list[str], workers: int) -> Iterator[ChunkResult]:
+def process_days(
+    job: DailyJob, days: list[str], workers: int, days_per_chunk: int = 0
+) -> Iterator[ChunkResult]:
     """Chunk results in day order (each with the artifact files it read). Worker processes (forkserver: no
     inherited threads or locks) when `workers` > 1."""
-    chunks = chunk_days(days, workers)
+    chunks = chunk_days(days, workers, days_per_chunk)
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
             yield process_chunk(job, chunk)

@@ -46,9 +46,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from json.encoder import encode_basestring_ascii
+from typing import Any, NamedTuple
 
 from upath import UPath
+
+from gate_pipeline.lib.storage import find_details
 
 CURSOR_VERSION = 1
 KNOWN_KINDS = ("gate_result", "drift_report", "metrics")
@@ -60,9 +63,8 @@ UNLISTED = "unlisted"
 # --------------------------------------------------------------------------- data classes
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a day folder."""
+class FileEntry(NamedTuple):
+    """One file of a day folder (a named tuple: a day listing makes one per file, cheaply)."""
 
     path: str  # relative to the day folder, posix ("r0001/gate_result.json")
     size: int
@@ -217,12 +219,13 @@ def _kind_of(rel_path: str) -> str:
 
 
 def fingerprint_files(files: list[FileEntry] | tuple[FileEntry, ...]) -> str:
-    """sha256 hex over the sorted (relative path, size, version) tuples."""
-    digest = hashlib.sha256()
-    for entry in sorted(files, key=lambda f: f.path):
-        digest.update(json.dumps([entry.path, entry.size, entry.version]).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    """sha256 hex over the sorted (relative path, size, version) tuples: one ``json.dumps([path, size,
+    version])`` line each, written out with json's own string encoder (the same bytes, ~3x faster)."""
+    text = "".join(
+        f"[{encode_basestring_ascii(f.path)}, {int(f.size)}, {encode_basestring_ascii(f.version)}]\n"
+        for f in sorted(files, key=lambda f: f.path)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- listings
@@ -275,24 +278,17 @@ def partition_fingerprint(root: UPath | str, day: str) -> PartitionListing:
     fs = root.fs
     prefix = f"{_root_path(root)}/{day}"
     fs.invalidate_cache(prefix)
-    try:
-        found = fs.find(prefix, detail=True)
-    except FileNotFoundError:
-        found = {}
+    found = find_details(fs, prefix)
+    start = len(prefix) + 1
     files: list[FileEntry] = []
     for name, info in found.items():
         name = str(name)
         if info.get("type") == "directory" or name.endswith("/") or not name.startswith(prefix + "/"):
             continue  # S3 folder placeholders and the prefix itself
-        rel = name[len(prefix) + 1 :]
         mtime = _mtime_of(info)
-        files.append(
-            FileEntry(
-                path=rel, size=int(info.get("size") or 0), version=_version_of(info, mtime), mtime=mtime
-            )
-        )
+        files.append(FileEntry(name[start:], int(info.get("size") or 0), _version_of(info, mtime), mtime))
     files.sort(key=lambda f: f.path)
-    counts = {kind: 0 for kind in (*KNOWN_KINDS, "other")}
+    counts = dict.fromkeys((*KNOWN_KINDS, "other"), 0)
     for entry in files:
         counts[_kind_of(entry.path)] += 1
     run_folders = sorted({f.path.split("/", 1)[0] for f in files if "/" in f.path})

@@ -262,6 +262,34 @@ class Listing:
 REFUSED_REASONS = ("symlink_refused", "not_a_regular_file", "unreadable_folder")
 
 
+def find_details(fs, folder: str) -> dict[str, dict[str, Any]]:
+    """``fs.find(folder, detail=True)`` (path → info with type, size, mtime), empty when absent. On a local
+    disk with os.scandir, which costs ~10x less per file than fsspec's generic walk (a 100k-run listing:
+    12 s of CPU before); symlinks are listed with their own size and mtime, never followed."""
+    if not isinstance(fs, LocalFileSystem):
+        try:
+            return fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return {}
+    found: dict[str, dict[str, Any]] = {}
+    stack = [folder.rstrip("/")]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue  # absent or unreadable: what the ingest's own listing then quarantines
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            found[entry.path] = {"type": "file", "size": info.st_size, "mtime": info.st_mtime}
+    return found
+
+
 def _scan_local(folder: str, strip: int) -> Listing:
     out: dict[str, int] = {}
     refused: list[tuple[str, str, str]] = []

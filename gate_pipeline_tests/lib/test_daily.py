@@ -41,11 +41,19 @@ def _files(root):
 
 
 @pytest.mark.parametrize(
-    ("days", "workers", "expected"), [(7, 1, [7]), (7, 2, [2, 2, 2, 1]), (3, 4, [1, 1, 1])]
+    ("days", "workers", "per_chunk", "expected"),
+    [
+        (7, 1, 0, [7]),
+        (7, 2, 0, [2, 2, 2, 1]),
+        (3, 4, 0, [1, 1, 1]),
+        (7, 1, 3, [3, 2, 2]),  # capped: a bounded slice of history per chunk, whatever the history
+        (20, 2, 8, [5, 5, 5, 5]),  # two chunks per worker already stay under the cap
+        (100, 2, 8, [8] * 9 + [7] * 4),
+    ],
 )
-def test_chunks_are_consecutive_and_cover_every_day(days, workers, expected):
+def test_chunks_are_consecutive_and_cover_every_day(days, workers, per_chunk, expected):
     names = [f"d{i}" for i in range(days)]
-    chunks = daily.chunk_days(names, workers)
+    chunks = daily.chunk_days(names, workers, per_chunk)
     assert [len(c) for c in chunks] == expected
     assert [d for c in chunks for d in c] == names
 
