@@ -62,3 +62,18 @@ def test_progress_is_on_stderr_only_and_quiet_silences_it_outputs_unchanged(work
     )
     for name in OUTPUTS:
         assert (tmp_path / "shown" / name).read_bytes() == (tmp_path / "quiet" / name).read_bytes(), name
+
+
+def test_a_backfill_counts_its_days_and_the_runs_it_reclassified(workspace):
+    """A whitelist backfill reads no artifact: its days move chunk by chunk (ingest.days_per_chunk), and its run
+    count is the runs classified (the sample's 71 accepted runs), with no total known in advance."""
+    from gate_pipeline.definitions import RECLASSIFY_JOB
+
+    tmp_path, config = workspace
+    settings = _settings(tmp_path, config)
+    assert cli._execute(settings, ALL_ASSETS_JOB, SAMPLE_DAYS).success
+    stream = io.StringIO()
+    progress = RunProgress(Totals(days=12), stream=stream, interval=0, live=False)
+    assert cli._execute(settings, RECLASSIFY_JOB, SAMPLE_DAYS, progress=progress).success
+    assert (progress.days_done, progress.runs_done) == (12, 71)
+    assert re.fullmatch(r"12/12 days, 71 runs, [\d,]+ runs/s", progress.status())

@@ -207,7 +207,11 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         release_memory()
         cfg_now, _ = storage.decision_config()
         data, outputs = storage.data(), storage.outputs()
-        table = analysis.read_history(data.read_bytes(HISTORY_FILE), published.history_columns(cfg_now))
+        with data.open_read(HISTORY_FILE) as source:
+            # whitelist_sha256 (a few versions, 64 characters a run) stays dictionary-encoded in Arrow.
+            table = analysis.read_history(
+                source, published.history_columns(cfg_now), dictionary=["whitelist_sha256"]
+            )
         statistics = read_statistics(storage)
         whitelist = storage.whitelist()
         entries = lifecycle.read_log(outputs, cfg_now.phase_order)

@@ -30,7 +30,8 @@ def lifecycle_config(storage: GateStorage, cfg: rules.DecisionConfig) -> lifecyc
 def evidence_now(storage: GateStorage) -> dict[str, str]:
     """The provenance a decision would carry if made now: stored runs, whitelist, config, code version."""
     data = storage.data()
-    history = analysis.read_history(data.read_bytes(HISTORY_FILE), set(MANIFEST_COLUMNS))
+    with data.open_read(HISTORY_FILE) as source:
+        history = analysis.read_history(source, set(MANIFEST_COLUMNS))
     return provenance(history, storage.whitelist().sha256, decision_config_files(storage))
 
 

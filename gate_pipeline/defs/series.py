@@ -14,7 +14,6 @@ from gate_pipeline.lib.discovery import date_window, list_top_level
 from gate_pipeline.lib.ingest import quarantine_frame
 from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.published import HISTORY_FILE
-from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.lib.tables import RolloutSeries
 from gate_pipeline.settings import Settings
 
@@ -67,19 +66,28 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
     seen = latest_event_id(context.instance, dg.AssetKey(SOURCE_TABLE))
     data = storage.data()
     versions = classified_versions(storage)
+    outputs = storage.outputs()
     try:
-        built = series_cache.update_series(
-            data, CACHE_FOLDER, versions, lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet")
-        )
+        # Streamed to the three files in bounded chunks (each published atomically when the block ends), so
+        # the step never holds the whole history's outputs in memory.
+        with (
+            outputs.open_write("rollout_series.csv") as csv,
+            outputs.open_write("rollout_series.parquet") as series_parquet,
+            data.open_write(HISTORY_FILE) as history_parquet,
+        ):
+            built = series_cache.write_series(
+                data,
+                CACHE_FOLDER,
+                versions,
+                lambda day: data.read_parquet(SOURCE_TABLE, f"{day}.parquet"),
+                series_cache.SeriesSinks(csv, series_parquet, history_parquet),
+            )
     except series_cache.SeriesSchemaError as exc:
         raise dg.Failure(
             "rollout_series violates its schema",
             metadata={"failure_cases": dg.MetadataValue.json(exc.failures[:50])},
         ) from exc
-    outputs = storage.outputs()
-    csv_url = outputs.write_bytes(built.csv, "rollout_series.csv")
-    outputs.write_bytes(built.series_parquet, "rollout_series.parquet")
-    data.write_bytes(built.history_parquet, HISTORY_FILE)
+    csv_url = outputs.url("rollout_series.csv")
     ingest_counts = data.read_folder("ingest_counts", suffix=".json")
     entries = root_entries(storage, {name.removesuffix(".json") for name in ingest_counts})
     # Quarantine rows of what no day's quarantined_files holds: refused top-level entries and the losing
@@ -109,7 +117,7 @@ def rollout_series(context: dg.AssetExecutionContext, storage: GateStorage) -> d
             "counts_balanced": counts["balanced"],
             "policy_hashes": dg.MetadataValue.json(built.policy_hashes),
             "csv": dg.MetadataValue.path(csv_url),
-            "csv_sha256": sha256_bytes(built.csv),
+            "csv_sha256": built.csv_sha256,
         }
     )
 

@@ -38,7 +38,11 @@ def build_timeline_assets() -> list:
         release_memory()
         cfg, _ = storage.decision_config()
         data, outputs = storage.data(), storage.outputs()
-        history = analysis.read_history(data.read_bytes(HISTORY_FILE), frame_columns(cfg)).to_pandas()
+        with data.open_read(HISTORY_FILE) as source:
+            table = analysis.read_history(source, frame_columns(cfg))
+        history = table.to_pandas(split_blocks=True, self_destruct=True)  # no consolidation copy
+        del table
+        release_memory()  # the Arrow pool keeps the converted columns' pages until told otherwise
         previous = data.read_parquet(TIMELINE_FILE) if data.exists(TIMELINE_FILE) else None
         lifecycle_cfg = lifecycle_config(storage, cfg)
         frame, evaluated = timeline.build_timeline(

@@ -244,11 +244,12 @@ RUN_COUNT_KEYS = ("runs_discovered", "runs_in")
 
 
 def days_done_message(days: list[DayResult]) -> str:
-    """One log line for a finished chunk of days: how many, and how many runs they held (for progress)."""
+    """One log line for a finished chunk of days: how many, and how many runs they held (for progress); a
+    re-classification (no artifact read) counts the runs it classified."""
     runs = 0
     for day in days:
         counts = {**(day.ingest_counts or {}), **(day.table_counts or {})}
-        runs += next((int(counts[k]) for k in RUN_COUNT_KEYS if k in counts), 0)
+        runs += next((int(counts[k]) for k in RUN_COUNT_KEYS if k in counts), day.classified_rows or 0)
     return f"{DAYS_DONE_LOG} {orjson.dumps({'days': len(days), 'runs': runs}).decode()}"
 
 

@@ -30,31 +30,64 @@ def _manifest_cells(col: pd.Series) -> np.ndarray | None:
     return obj
 
 
-def _arrow_text(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
-    """A text (or all-null) column as large_string with nulls as "", or None for any other type."""
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
-        return None
+def _is_text(col: pa.ChunkedArray) -> bool:
+    return pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)
+
+
+def _arrow_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A text (or all-null) column as large_string with nulls as ""."""
     return pc.fill_null(col.cast(pa.large_string()), "")
 
 
+#: Runs per slice of the manifest text hashed at a time (the text of all runs is ~220 bytes a run).
+_MANIFEST_CHUNK = 65_536
+
+
 def _arrow_manifest_sha256(table: pa.Table) -> str | None:
-    """The manifest hash computed in Arrow: no Python object per cell (the hash columns are most of the
-    history's bytes). Same lines and order as the pandas path: nulls read back from parquet as None and
-    become "", and UTF-8 byte order is code point order, which is how Python sorts str."""
-    cols = [_arrow_text(table.column(c)) for c in MANIFEST_COLUMNS]
-    if any(c is None for c in cols):
+    """The manifest hash computed in Arrow (None when a column is not text): no Python object per cell (the
+    hash columns are most of the history's bytes). Same lines and order as the pandas path: nulls read back
+    from parquet as None and become "", and UTF-8 byte order is code point order, which is how Python sorts
+    str. The lines are made and hashed a slice at a time, so neither they nor text copies of the columns are
+    ever whole in memory (when the run_paths alone give the order)."""
+    cols = [table.column(c) for c in MANIFEST_COLUMNS]
+    if not all(map(_is_text, cols)):
         return None
-    lines = pc.binary_join_element_wise(*cols, pa.scalar("\t", pa.large_string()))
-    lines = lines.take(pc.sort_indices(lines)).combine_chunks()
-    if len(lines) == 0:
-        return sha256_bytes(b"")
-    # Each sorted line with "\n" after it, contiguous in one buffer: the text is that buffer minus the last "\n".
-    ended = pc.binary_join_element_wise(
-        lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
-    )
-    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)
-    start, end = int(offsets[ended.offset]), int(offsets[ended.offset + len(ended)])
-    return hashlib.sha256(memoryview(ended.buffers()[2])[start : end - 1]).hexdigest()
+    tab = pa.scalar("\t", pa.large_string())
+    order = _order_by_first(cols[0])
+    if order is None:
+        lines = pc.binary_join_element_wise(*map(_arrow_text, cols), tab)
+        order = pc.sort_indices(lines)
+        cols = [lines]
+    # The sorted lines joined by "\n", hashed a slice at a time.
+    digest = hashlib.sha256()
+    for start in range(0, len(order), _MANIFEST_CHUNK):
+        at = order[start : start + _MANIFEST_CHUNK]
+        part = [_arrow_text(c.take(at)) for c in cols]
+        lines = part[0] if len(part) == 1 else pc.binary_join_element_wise(*part, tab)
+        # Each line with "\n" after it, contiguous in one buffer (the text's last "\n" is left out).
+        ended = pc.binary_join_element_wise(
+            lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+        ).combine_chunks()
+        offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)
+        first, last = int(offsets[ended.offset]), int(offsets[ended.offset + len(ended)])
+        end = last - 1 if start + len(at) == len(order) else last
+        digest.update(memoryview(ended.buffers()[2])[first:end])
+    return digest.hexdigest()
+
+
+def _order_by_first(run_path: pa.ChunkedArray) -> pa.Array | None:
+    """The order of the manifest lines from their first field alone, when that gives the order of the whole
+    lines: every run_path distinct and none holding a character at or below the tab that follows it (so a
+    path that is a prefix of another still sorts first). None otherwise (then the lines themselves sort)."""
+    if len(run_path) == 0:
+        return pa.array([], pa.uint64())
+    if pa.types.is_null(run_path.type) or run_path.null_count:
+        return None
+    if pc.any(pc.match_substring_regex(run_path, "[\\x00-\\x09]")).as_py():
+        return None
+    if pc.count_distinct(run_path).as_py() != len(run_path):
+        return None
+    return pc.sort_indices(run_path)
 
 
 def artifact_manifest_sha256(history: pd.DataFrame | pa.Table) -> str:

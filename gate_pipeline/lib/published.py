@@ -78,7 +78,9 @@ def decide(
     # The manifest hash comes from Arrow; only what the rules and the chart read becomes a pandas frame (the
     # hash columns are most of the history's bytes).
     history = (
-        table.select([c for c in table.column_names if c in wanted]).to_pandas() if frame is None else frame
+        table.select([c for c in table.column_names if c in wanted]).to_pandas(split_blocks=True)
+        if frame is None
+        else frame
     )
     evaluated = lifecycle.evaluate_in_phase(history, cfg, entries) if decision is None else decision
     # Named warnings that do not change the verdict (Simpson's paradox against the baseline policy).

@@ -12,7 +12,7 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,10 @@ class Store:
     def read_bytes(self, *parts: str) -> bytes:
         return self.path(*parts).read_bytes()
 
+    def open_read(self, *parts: str) -> Any:
+        """A file open for reading (seekable): a parquet reader then reads only the column chunks it needs."""
+        return self.fs.open(self.path(*parts).path, "rb")
+
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Write a whole file atomically: a reader (or a crash, or a full disk) never sees a truncated file.
 
@@ -73,6 +77,23 @@ class Store:
             # No mkdir: object stores have no folders, and mkdir of a bucket would create a missing one.
             self.fs.pipe_file(target.path, data)
         return str(target)
+
+    @contextlib.contextmanager
+    def open_write(self, *parts: str) -> Iterator[Any]:
+        """A file written as a stream, published atomically like `write_bytes` when the block ends without an
+        error (nothing is published when it raises): for outputs too large to hold in memory whole.
+
+        Local: a temporary name in the same folder, renamed over the target. Remote: a local temporary file,
+        then one upload."""
+        target = self.path(*parts)
+        if isinstance(self.fs, LocalFileSystem):
+            with _atomic_local_file(target.path) as handle:
+                yield handle
+            return
+        with tempfile.NamedTemporaryFile(prefix="gate-upload-", suffix=".tmp") as handle:
+            yield handle
+            handle.flush()
+            self.fs.put_file(handle.name, target.path)
 
     def create_exclusive(self, data: bytes, *parts: str) -> bool:
         """Write a file only if it does not exist yet, atomically: True when this call created it.
@@ -196,12 +217,19 @@ class CountingStore(Store):
 
 
 def _atomic_local_write(path: str, data: bytes) -> None:
+    with _atomic_local_file(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_local_file(path: str) -> Iterator[Any]:
+    """A handle on a temporary file beside `path`, fsynced and renamed over it when the block succeeds."""
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)

@@ -36,11 +36,21 @@ def code_sha256() -> str:
     return digest.hexdigest()
 
 
-def source_key(history: bytes, analysis: Any) -> dict[str, str]:
-    """What statistics are computed from: the stored history's bytes, the analysis config (a pydantic model,
-    hashed as its canonical JSON: formatting and comments of analysis.yaml do not matter) and the code."""
+def file_sha256(store: Store, *parts: str, chunk: int = 1 << 20) -> str:
+    """sha256 of a stored file, read a chunk at a time (the history is not held whole for it)."""
+    digest = hashlib.sha256()
+    with store.open_read(*parts) as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_key(history_sha256: str, analysis: Any) -> dict[str, str]:
+    """What statistics are computed from: the stored history file (its sha256), the analysis config (a
+    pydantic model, hashed as its canonical JSON: formatting and comments of analysis.yaml do not matter) and
+    the code."""
     return {
-        "history_sha256": sha256_bytes(history),
+        "history_sha256": history_sha256,
         "analysis_sha256": sha256_bytes(analysis.model_dump_json().encode()),
         "code_sha256": code_sha256(),
     }

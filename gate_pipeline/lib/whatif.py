@@ -36,7 +36,7 @@ from gate_pipeline.lib.stats import (
     statistics_columns,
     table_csv_bytes,
 )
-from gate_pipeline.lib.storage import Store
+from gate_pipeline.lib.storage import Store, sha256_bytes
 from gate_pipeline.lib.stored_statistics import StoredStatistics
 from gate_pipeline.lib.tables import WhatIfClassCounts, WhatIfRuns, WhatIfTimeline, validate
 from gate_pipeline.lib.whitelist import Whitelist, load_whitelist
@@ -409,7 +409,7 @@ def replay(
         name: orjson.loads(payload) for name, payload in stored_raw.items()
     }  # as the decision reads them
     # The current side's statistics as stored, when computed from these bytes under its analysis config.
-    key = stored_statistics.source_key(raw, cur.analysis)
+    key = stored_statistics.source_key(sha256_bytes(raw), cur.analysis)
     del raw
     kept = stored_statistics.load(data, outputs, key, stored_raw)
     stored_rows = timeline.STORE_FILE

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from gate_pipeline.lib import provenance as provenance_lib
 from gate_pipeline.lib import reports
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, artifact_manifest_sha256
 from gate_pipeline.lib.reports import (
@@ -343,6 +344,24 @@ def test_artifact_manifest_hash_by_hand_and_row_order():
     nan_rows = [*rows[:2], ("2026-03-01/r0", "g0", "d0", float("nan"))]
     nan_df = pd.DataFrame(nan_rows, columns=df.columns)
     assert artifact_manifest_sha256(nan_df) == _manifest_by_hand(nan_rows) != expected
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["a/r1", "a/r10", "a/r1x", "a/r", "b/r1", "é/r", "e/r"],  # distinct: ordered by run_path alone
+        ["a/r1", "a/r1\x01", "a/r1\t", "a/r10", "a/r"],  # a character at or below the tab: whole lines sort
+        ["a/r1", "a/r1", "a/r0", "a/r2"],  # a repeated run_path: whole lines sort
+    ],
+    ids=["distinct", "control-characters", "repeated"],
+)
+def test_artifact_manifest_hash_in_slices_equals_the_whole_text(monkeypatch, paths):
+    rows = [(p, f"g{i % 3}", None if i % 2 else f"d{i}", "m") for i, p in enumerate(paths)]
+    table = pa.Table.from_pandas(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
+    expected = _manifest_by_hand(rows)
+    for size in (1, 2, 3, 1000):  # slices of the sorted lines, the last one shorter or whole
+        monkeypatch.setattr(provenance_lib, "_MANIFEST_CHUNK", size)
+        assert artifact_manifest_sha256(table) == expected, size
 
 
 def test_artifact_manifest_hash_from_arrow_equals_the_frame():

@@ -432,3 +432,37 @@ def test_in_series_order_compares_timestamps_then_tied_run_ids():
     as_datetimes = ts.astype("datetime64[ns]")
     assert in_series_order(as_datetimes, np.array(ids, dtype=object))
     assert in_series_order(np.array([], dtype=np.int64), np.array([], dtype=object))
+
+
+@pytest.mark.parametrize("max_day_files", [0, 100], ids=["always-compact", "day-files"])
+def test_streamed_in_small_chunks_the_content_is_the_reference(tmp_path, max_day_files):
+    """Chunks smaller than the history (one parquet row group each): the CSV is byte-identical, the parquet
+    files hold the reference's table (schema and pandas metadata included), in one row group per chunk."""
+    import pyarrow.parquet as pq
+
+    history = History(tmp_path)
+    for description, changes in _steps():
+        for day, rows in changes.items():
+            history.drop(day) if rows is None else history.put(day, rows)
+        built = history.update("cache", max_day_files=max_day_files, max_day_share=1.0, chunk_rows=2)
+        csv, series_parquet, history_parquet, dups, rows = history.reference()
+        assert built.csv == csv, description
+        assert built.csv_sha256 == sha256_bytes(csv)
+        assert (built.cross_day_duplicates, built.rows) == (dups, rows)
+        for got, want in ((built.series_parquet, series_parquet), (built.history_parquet, history_parquet)):
+            got_table, want_table = (pq.read_table(pa.BufferReader(b)) for b in (got, want))
+            assert got_table.equals(want_table, check_metadata=True), description
+            assert pq.ParquetFile(pa.BufferReader(got)).num_row_groups == max(1, -(-rows // 2))
+
+
+def test_a_failed_streamed_write_publishes_nothing(tmp_path):
+    store = Store.at(str(tmp_path))
+    store.write_bytes(b"old", "out.csv")
+    with pytest.raises(RuntimeError), store.open_write("out.csv") as handle:
+        handle.write(b"new, half")
+        raise RuntimeError("cut short")
+    assert store.read_bytes("out.csv") == b"old"
+    assert store.list_names() == ["out.csv"]  # no temporary file left behind
+    with store.open_write("out.csv") as handle:
+        handle.write(b"new")
+    assert store.read_bytes("out.csv") == b"new"

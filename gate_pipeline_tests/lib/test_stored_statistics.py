@@ -12,25 +12,27 @@ def _stored(tmp_path, history: bytes, cfg: AnalysisConfig) -> tuple[Store, Store
     for name, payload in tables.items():
         outputs.write_bytes(payload, "tables", f"{name}.csv")
     digests = {name: sha256_bytes(payload) for name, payload in tables.items()}
-    data.write_bytes(ss.key_document(ss.source_key(history, cfg), documents, digests), ss.KEY_FILE)
+    data.write_bytes(
+        ss.key_document(ss.source_key(sha256_bytes(history), cfg), documents, digests), ss.KEY_FILE
+    )
     return data, outputs, {**documents, "counts": b'{"runs":{}}'}
 
 
 def test_taken_over_only_from_the_same_history_config_and_files(tmp_path):
     cfg = AnalysisConfig()
     data, outputs, read = _stored(tmp_path, b"history v1", cfg)
-    kept = ss.load(data, outputs, ss.source_key(b"history v1", cfg), read)
+    kept = ss.load(data, outputs, ss.source_key(sha256_bytes(b"history v1"), cfg), read)
     assert kept is not None
     assert kept.documents == {"methods": b'{"z":1.96}', "spikes": b'{"policies":[]}'}  # not counts.json
     assert kept.tables == {"spike_runs": b"run_id,bound\na,0.5\n", "strata": b"stratum\nx\n"}
     assert kept.loaded()["methods"] == {"z": 1.96}
 
     # Another history, another analysis config: stale.
-    assert ss.load(data, outputs, ss.source_key(b"history v2", cfg), read) is None
+    assert ss.load(data, outputs, ss.source_key(sha256_bytes(b"history v2"), cfg), read) is None
     other = cfg.model_copy(update={"spike_mad_k": cfg.spike_mad_k + 1})
-    assert ss.load(data, outputs, ss.source_key(b"history v1", other), read) is None
+    assert ss.load(data, outputs, ss.source_key(sha256_bytes(b"history v1"), other), read) is None
     # A document or a table that is not the one written with the key: stale too.
-    key = ss.source_key(b"history v1", cfg)
+    key = ss.source_key(sha256_bytes(b"history v1"), cfg)
     assert ss.load(data, outputs, key, {**read, "spikes": b"{}"}) is None
     outputs.write_bytes(b"run_id,bound\na,0.6\n", "tables", "spike_runs.csv")
     assert ss.load(data, outputs, key, read) is None
@@ -44,9 +46,13 @@ def test_taken_over_only_from_the_same_history_config_and_files(tmp_path):
     assert ss.load(data, outputs, key, read) is None
 
 
-def test_the_key_names_the_statistics_code():
+def test_the_key_names_the_history_file_config_and_statistics_code(tmp_path):
     cfg = AnalysisConfig()
-    key = ss.source_key(b"h", cfg)
+    store = Store.at(str(tmp_path))
+    store.write_bytes(b"h" * 3000, "history.parquet")
+    digest = ss.file_sha256(store, "history.parquet", chunk=1024)  # read in three chunks
+    assert digest == sha256_bytes(b"h" * 3000)
+    key = ss.source_key(digest, cfg)
     assert key["code_sha256"] == ss.code_sha256() and len(key["code_sha256"]) == 64
-    assert key["history_sha256"] == sha256_bytes(b"h")
-    assert ss.source_key(b"h", AnalysisConfig()) == key  # the same config parsed again: the same key
+    assert key["history_sha256"] == digest
+    assert ss.source_key(digest, AnalysisConfig()) == key  # the same config parsed again: the same key
