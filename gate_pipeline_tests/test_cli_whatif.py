@@ -250,6 +250,11 @@ def test_bad_candidate_config_is_a_clear_error(site, capsys):
     err = _error(site, capsys)
     assert f"{candidate / 'policy_constants.yaml'}" in err
     (candidate / "policy_constants.yaml").unlink()
+    (candidate / "analysis.yaml").write_text("candidate_min_share: 0.3\n")  # the decision picks with 0.1
+    err = _error(site, capsys)
+    assert "policy.min_recent_share: 0.1 differs from" in err
+    assert f"{candidate / 'analysis.yaml'}: candidate_min_share: 0.3" in err
+    (candidate / "analysis.yaml").unlink()
     (candidate / "lifecycle.yaml").write_text("auto_advance:\n  nonsense: {}\n")
     err = _error(site, capsys)
     assert f"{candidate / 'lifecycle.yaml'}: auto_advance.nonsense: not a phase" in err

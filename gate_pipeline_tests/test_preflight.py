@@ -42,6 +42,22 @@ def test_a_bad_config_file_is_one_message_and_exit_2(workspace, capsys, file, co
     assert not (tmp_path / "out" / "rollout_metrics.json").exists()
 
 
+def test_candidate_settings_that_disagree_between_analysis_and_decision_are_one_message(workspace, capsys):
+    """analysis.yaml and policy_constants.yaml both say how the candidate policy is picked; when they differ the
+    statistics and the decision could describe different policies, so the run does not start."""
+    tmp_path, config = workspace
+    analysis = config / "analysis.yaml"
+    analysis.write_text(
+        analysis.read_text().replace("candidate_recent_runs: 50", "candidate_recent_runs: 80")
+    )
+    assert _run(tmp_path, config, "--out", str(tmp_path / "out")) == 2
+    _assert_one_message(
+        capsys,
+        f"error: {config / 'policy_constants.yaml'}: policy.recent_runs: 50 differs from",
+        f"{config / 'analysis.yaml'}: candidate_recent_runs: 80",
+    )
+
+
 def test_a_bad_whitelist_expiry_names_the_entry_and_key(workspace, capsys):
     tmp_path, config = workspace
     whitelist = orjson.loads((config / "unknown_whitelist.json").read_bytes())

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from gate_pipeline.lib import published
 from gate_pipeline.lib.rules import DecisionConfig, load_decision_config
 from gate_pipeline.lib.stats import AnalysisConfig, load_analysis_config
 from gate_pipeline.lib.storage import Store
@@ -68,7 +69,11 @@ class GateStorage(dg.ConfigurableResource):
         """config/policy_constants.yaml, validated, and its raw bytes (hashed into the provenance)."""
         config = self.config()
         raw = config.read_bytes(DECISION_FILE)
-        return load_decision_config(raw, config.url(DECISION_FILE)), raw
+        decision = load_decision_config(raw, config.url(DECISION_FILE))
+        published.check_candidate_settings(
+            self.analysis_config(), decision, config.url(DECISION_FILE), config.url(ANALYSIS_FILE)
+        )
+        return decision, raw
 
 
 def build(settings: Settings) -> dg.Definitions:

@@ -14,7 +14,7 @@ import pyarrow as pa
 from gate_pipeline.lib import lifecycle, reports, rules
 from gate_pipeline.lib.lifecycle import LogEntry
 from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
-from gate_pipeline.lib.stats import paradox_warnings
+from gate_pipeline.lib.stats import AnalysisConfig, paradox_warnings
 
 #: The classified, deduplicated history (data store) the statistics and the decision read.
 HISTORY_FILE = "rollout_runs.parquet"
@@ -24,6 +24,33 @@ CHART_COLUMNS = frozenset({"timestamp", "run_id", "policy_hash", "unknown_rate"}
 # The config files a decision depends on, hashed into its provenance as config_sha256.
 DECISION_FILE = "policy_constants.yaml"
 ANALYSIS_FILE = "analysis.yaml"
+
+
+def check_candidate_settings(
+    analysis: AnalysisConfig, decision: rules.DecisionConfig, decision_source: str, analysis_source: str
+) -> None:
+    """The statistics and the decision must name the same candidate policy: with ``policy.mode: latest``,
+    analysis.yaml's candidate_recent_runs / candidate_min_share must equal policy_constants.yaml's
+    policy.recent_runs / policy.min_recent_share (otherwise the statistics, the baseline comparison and the
+    decision could each describe another policy_hash). Raises DecisionConfigError naming both files."""
+    policy = decision.policy
+    if policy.mode != "latest":
+        return
+    pairs = [
+        ("recent_runs", policy.recent_runs, "candidate_recent_runs", analysis.candidate_recent_runs),
+        ("min_recent_share", policy.min_recent_share, "candidate_min_share", analysis.candidate_min_share),
+    ]
+    problems = [
+        (
+            f"policy.{key}",
+            f"{value} differs from {analysis_source}: {other_key}: {other}; the statistics and the decision "
+            "would pick the candidate policy differently (set both to the same value)",
+        )
+        for key, value, other_key, other in pairs
+        if value != other
+    ]
+    if problems:
+        raise rules.DecisionConfigError(decision_source, problems)
 
 
 def frame_columns(cfg: rules.DecisionConfig) -> set[str]:

@@ -104,6 +104,9 @@ def load_config_set(
         analysis = AnalysisConfig()
     else:
         analysis = load_analysis_config(analysis_raw, sources[published.ANALYSIS_FILE])
+    published.check_candidate_settings(
+        analysis, decision, sources[published.DECISION_FILE], sources[published.ANALYSIS_FILE]
+    )
     return ConfigSet(
         files=dict(files),
         whitelist=same_as.whitelist
