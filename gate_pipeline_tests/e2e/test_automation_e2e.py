@@ -572,8 +572,13 @@ def test_local_sensor_automation_and_whitelist_backfill(tmp_path: Path) -> None:
         t_auto = time.monotonic()
 
         def decision_on_new_whitelist():
+            # The whitelist's own observation can re-publish the decision before the series has caught up
+            # with the backfill; that decision names the stale version (stale_whitelist_versions), and the
+            # series' own automation then publishes one with none left. Wait for that one.
             latest = materializations(services, "gate_decision", limit=1)[0]
-            return latest if latest["metadata"].get("whitelist_sha256") == new_sha else None
+            meta = latest["metadata"]
+            fresh = meta.get("whitelist_sha256") == new_sha
+            return latest if fresh and json.loads(meta.get("stale_whitelist_versions", "[]")) == [] else None
 
         decision = wait_until(services, "gate_decision on the edited whitelist", decision_on_new_whitelist)
         assert run_info(services, decision["runId"])["tags"].get("dagster/sensor_name") == AUTOMATION_SENSOR
