@@ -83,10 +83,8 @@ def _whitelist_schema_drift(config: Path) -> bytes:
     return orjson.dumps(whitelist, option=orjson.OPT_INDENT_2)
 
 
-def _assert_candidate_equals_backfill(site: Path, name: str, candidate_file: str, capsys) -> None:
-    """Apply the candidate file to the live config, backfill, and hold the what-if's candidate/ to the
-    published outputs byte for byte."""
-    shutil.copyfile(site / "candidate" / candidate_file, site / "config" / candidate_file)
+def _backfill(site: Path, capsys) -> None:
+    """A real `gate-pipeline backfill` of the site under its live config (what a what-if is held to)."""
     argv = [
         "--artifacts",
         str(site / "artifacts"),
@@ -97,6 +95,13 @@ def _assert_candidate_equals_backfill(site: Path, name: str, candidate_file: str
     ]
     assert run_cli("backfill", *argv) == 0
     capsys.readouterr()
+
+
+def _assert_candidate_equals_backfill(site: Path, name: str, candidate_file: str, capsys) -> None:
+    """Apply the candidate file to the live config, backfill, and hold the what-if's candidate/ to the
+    published outputs byte for byte."""
+    shutil.copyfile(site / "candidate" / candidate_file, site / "config" / candidate_file)
+    _backfill(site, capsys)
     replay = site / "out" / "whatif" / name / "candidate"
     files = replayed(site / "out")
     assert "tables/decision_timeline.csv" in files and "tables/class_frequencies.csv" in files
@@ -433,16 +438,7 @@ def test_current_statistics_are_the_stored_ones_until_their_sources_change(site,
     assert computed == [1]  # the current side's, taken over by the candidate
     stale = site / "out" / "whatif" / "stale" / "current"
     # What the current side shows now is what the pipeline publishes under that analysis config.
-    argv = [
-        "--artifacts",
-        str(site / "artifacts"),
-        "--out",
-        str(site / "out"),
-        "--config",
-        str(site / "config"),
-    ]
-    assert run_cli("backfill", *argv) == 0
-    capsys.readouterr()
+    _backfill(site, capsys)
     kept = site / "out" / "whatif" / "kept" / "current"
     assert (stale / "rollout_metrics.json").read_bytes() != (kept / "rollout_metrics.json").read_bytes()
     for path in replayed(site / "out"):
