@@ -30,7 +30,9 @@ for the difference of two independent rates.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+
+from gate_pipeline.lib import distributions
 
 Array = np.ndarray
 METHODS = ("sequential", "fixed")
@@ -48,15 +50,15 @@ def clopper_pearson(k, n, alpha_lo, alpha_hi) -> tuple[Array, Array]:
     """Exact binomial bounds: lower at one-sided level alpha_lo, upper at alpha_hi (n = 0 gives [0, 1])."""
     k, n, alo, ahi = _arr(k, n, alpha_lo, alpha_hi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.where(k > 0, stats.beta.ppf(alo, np.maximum(k, 1), n - k + 1), 0.0)
-        hi = np.where(k < n, stats.beta.ppf(1 - ahi, k + 1, np.maximum(n - k, 1)), 1.0)
+        lo = np.where(k > 0, distributions.beta_ppf(alo, np.maximum(k, 1), n - k + 1), 0.0)
+        hi = np.where(k < n, distributions.beta_ppf(1 - ahi, k + 1, np.maximum(n - k, 1)), 1.0)
     return np.where(n > 0, lo, 0.0), np.where(n > 0, hi, 1.0)
 
 
 def wilson(k, n, alpha) -> tuple[Array, Array]:
     """Two-sided Wilson score interval at level 1 - alpha (n = 0 gives [0, 1])."""
     k, n, alpha = _arr(k, n, alpha)
-    z = stats.norm.isf(alpha / 2)
+    z = distributions.norm_isf(alpha / 2)
     nn = np.maximum(n, 1)
     p = k / nn
     den = 1 + z**2 / nn
@@ -135,18 +137,20 @@ def mixture_side(k, n, alpha, a, b, lower: bool) -> Array:
     phat = np.where(n > 0, k / np.maximum(n, 1), 0.5)
     above = lower  # the lower bound inverts the test against rates above p, with the prior on (p, 1]
     tail = special.betaincc if above else special.betainc
-    log_beta = special.betaln(a + k, b + n - k) - special.betaln(a, b)
+    # The step's operands that do not change (each the same float as computed inside the step).
+    ak, bnk, nk = a + k, b + n - k, n - k
+    log_beta = special.betaln(ak, bnk) - special.betaln(a, b)
     target = -np.log(alpha)
     lo, hi = (np.zeros_like(phat), phat.copy()) if lower else (phat.copy(), np.ones_like(phat))
-    for _ in range(_BISECT_STEPS):
-        mid = (lo + hi) / 2
-        loglik = special.xlogy(k, mid) + special.xlog1py(n - k, -mid)
-        with np.errstate(divide="ignore"):
-            mass = np.log(tail(a + k, b + n - k, mid)) - np.log(tail(a, b, mid))
-        rejected = log_beta - loglik + mass >= target
-        # lower side: p rejected -> the bound is right of mid; upper side: rejected -> left of mid
-        move_lo = rejected if above else ~rejected
-        lo, hi = np.where(move_lo, mid, lo), np.where(move_lo, hi, mid)
+    with np.errstate(divide="ignore"):
+        for _ in range(_BISECT_STEPS):
+            mid = (lo + hi) / 2
+            loglik = special.xlogy(k, mid) + special.xlog1py(nk, -mid)
+            mass = np.log(tail(ak, bnk, mid)) - np.log(tail(a, b, mid))
+            rejected = log_beta - loglik + mass >= target
+            # lower side: p rejected -> the bound is right of mid; upper side: rejected -> left of mid
+            move_lo = rejected if above else ~rejected
+            lo, hi = np.where(move_lo, mid, lo), np.where(move_lo, hi, mid)
     if lower:
         return np.where((k > 0) & (n > 0), hi, 0.0)
     return np.where((k < n) & (n > 0), lo, 1.0)
@@ -200,8 +204,8 @@ def rate_pvalues(k, n, p0, method: str, a: float = 1.0, b: float = 1.0) -> tuple
     anytime-valid (1 / M_n(p0) on the side of the estimate, 1 on the other); n = 0 gives (1, 1)."""
     k, n, p0 = _arr(k, n, p0)
     if method == "fixed":
-        above = np.where(k > 0, stats.binom.sf(k - 1, n, p0), 1.0)
-        below = np.where(k < n, stats.binom.cdf(k, n, p0), 1.0)
+        above = np.where(k > 0, distributions.binom_sf(k - 1, n, p0), 1.0)
+        below = np.where(k < n, distributions.binom_cdf(k, n, p0), 1.0)
     elif method == "sequential":
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             p_above = np.minimum(1.0, np.exp(-log_mixture_one_sided(k, n, p0, a, b, above=True)))
@@ -272,8 +276,12 @@ def order_statistic_ranks(n, q: float, alpha_lo: float, alpha_hi: float) -> tupl
     P(x_(l) > quantile) <= alpha_lo and P(x_(u) < quantile) <= alpha_hi. l = 0 means no lower bound and
     u = n + 1 no upper bound at that level (the sample is too small)."""
     n = np.asarray(n)
-    lower = stats.binom.ppf(alpha_lo, n, q).astype(int)  # largest l with P(Bin(n, q) <= l - 1) < alpha_lo
-    upper = stats.binom.ppf(1 - alpha_hi, n, q).astype(int) + 1  # smallest u with P(Bin >= u) <= alpha_hi
+    lower = distributions.binom_ppf(alpha_lo, n, q).astype(
+        int
+    )  # largest l with P(Bin(n, q) <= l - 1) < alpha_lo
+    upper = (
+        distributions.binom_ppf(1 - alpha_hi, n, q).astype(int) + 1
+    )  # smallest u with P(Bin >= u) <= alpha_hi
     return lower, np.minimum(upper, n + 1)
 
 

@@ -25,13 +25,17 @@ KEY_FILE = "statistics_source.json"  # data store root: not under statistics/, w
 STATISTICS_FOLDER = "statistics"  # data store: statistics/<name>.json
 TABLES_FOLDER = "tables"  # outputs: tables/<name>.csv
 STATS_CODE = Path(__file__).resolve().parent / "stats"
+#: The modules of lib/ that lib/stats imports (a test keeps this list complete): their code computes figures too.
+STATS_SHARED = ("classify", "config", "distributions", "escape", "intervals", "policies")
 
 
 @cache
 def code_sha256() -> str:
-    """The statistics code (lib/stats/*.py) and the package version: other code may compute other figures."""
+    """The statistics code (lib/stats/*.py, the lib/ modules it uses) and the package version: other code may
+    compute other figures."""
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(STATS_CODE.glob("*.py")):
+    shared = [STATS_CODE.parent / f"{name}.py" for name in STATS_SHARED]
+    for path in [*sorted(STATS_CODE.glob("*.py")), *shared]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -1,5 +1,7 @@
 """lib/stored_statistics.py: stored statistics are taken over only when everything they came from is the same."""
 
+import re
+
 from gate_pipeline.lib import stored_statistics as ss
 from gate_pipeline.lib.stats import AnalysisConfig
 from gate_pipeline.lib.storage import Store, sha256_bytes
@@ -56,3 +58,12 @@ def test_the_key_names_the_history_file_config_and_statistics_code(tmp_path):
     assert key["code_sha256"] == ss.code_sha256() and len(key["code_sha256"]) == 64
     assert key["history_sha256"] == digest
     assert ss.source_key(digest, AnalysisConfig()) == key  # the same config parsed again: the same key
+
+
+def test_the_code_key_covers_every_lib_module_the_statistics_import():
+    """A change in a shared module (the interval or distribution functions, the policy order) can change the
+    figures, so its code is in the key: the list of shared modules names every one lib/stats imports."""
+    imported = set()
+    for path in ss.STATS_CODE.glob("*.py"):
+        imported |= set(re.findall(r"^from gate_pipeline\.lib\.(\w+) import", path.read_text(), re.M))
+    assert imported - {"stats"} == set(ss.STATS_SHARED)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from gate_pipeline.lib import distributions
 from gate_pipeline.lib import intervals as iv
 from gate_pipeline.lib.rules.config import QUANTILES, DecisionSettings
 
@@ -127,7 +127,7 @@ class MeanTest:
         self._bad, self._good = 1.0, 1.0
         if n >= 2 and self.se > 0:
             t = (self.mean - thr) / self.se
-            above, below = float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+            above, below = float(distributions.t_sf(t, n - 1)), float(distributions.t_cdf(t, n - 1))
             self._bad, self._good = (above, below) if bad_above else (below, above)
         elif n >= 2 and self.mean != thr:  # no spread at all: the interval is the single observed value
             violated = self.mean > thr if bad_above else self.mean < thr
@@ -153,7 +153,7 @@ def mean_interval(x: np.ndarray, a_lo: float, a_hi: float) -> tuple[float | None
     if n < 2:
         return None, None
     m, se = float(x.mean()), float(x.std(ddof=1)) / np.sqrt(n)
-    return m - float(stats.t.isf(a_lo, n - 1)) * se, m + float(stats.t.isf(a_hi, n - 1)) * se
+    return m - float(distributions.t_isf(a_lo, n - 1)) * se, m + float(distributions.t_isf(a_hi, n - 1)) * se
 
 
 class ObservedTest:

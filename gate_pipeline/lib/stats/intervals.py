@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom, norm
 
+from gate_pipeline.lib.distributions import binom_cdf, norm_ppf
 from gate_pipeline.lib.intervals import order_statistic_ranks
 
 
@@ -228,10 +228,10 @@ def quantile_interval(sorted_values: np.ndarray, q: float, level: float) -> Quan
     if n == 0:
         return QuantileCI(q, 0, None, None, None, None, None, min_n, "empty")
     lo, hi = quantile_ranks(n, q, level)
-    dist = binom(n, q)
     # P(lo <= B < hi), with a missing rank read as the end of the support (the bound is then open).
     coverage = float(
-        dist.cdf((hi if hi is not None else n + 1) - 1) - dist.cdf((lo if lo is not None else 0) - 1)
+        binom_cdf((hi if hi is not None else n + 1) - 1, n, q)
+        - binom_cdf((lo if lo is not None else 0) - 1, n, q)
     )
     return QuantileCI(
         q,
@@ -248,4 +248,4 @@ def quantile_interval(sorted_values: np.ndarray, q: float, level: float) -> Quan
 
 def z_for(level: float) -> float:
     """Two-sided standard normal quantile for a confidence level (1.959964 for 0.95)."""
-    return float(norm.ppf(1 - (1 - level) / 2))
+    return float(norm_ppf(1 - (1 - level) / 2))

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import median_abs_deviation
 
+from gate_pipeline.lib.distributions import median_abs_deviation
 from gate_pipeline.lib.stats.config import AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, to_jsonable
 from gate_pipeline.lib.stats.intervals import (
@@ -91,7 +91,7 @@ def spikes(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -
             policies.append((h, 0, None, None, None, 0, "empty"))
             continue
         med = float(np.median(r))
-        mad = float(median_abs_deviation(r, scale=1.0))
+        mad = float(median_abs_deviation(r))
         bound = med + max(cfg.spike_mad_k * cfg.spike_mad_scale * mad, cfg.spike_min_excess)
         spike = rates[idx] > bound  # NaN compares False
         is_spike[idx] = spike
