@@ -425,15 +425,21 @@ def phases_at(entries: list[LogEntry], start_phase: str, until: datetime | None 
 
 
 def evaluate_in_phase(
-    history: pd.DataFrame, cfg: DecisionConfig, entries: list[LogEntry], *, until: datetime | None = None
+    history: pd.DataFrame,
+    cfg: DecisionConfig,
+    entries: list[LogEntry],
+    *,
+    until: datetime | None = None,
+    cache: rules.PrefixCache | None = None,
 ) -> Decision:
     """The decision for the phase the decided policy is in according to the log (``cfg.current_phase`` is
-    only its starting phase): evaluated once to learn the policy, again when its phase differs."""
-    decision = rules.evaluate(history, cfg, now=until)
+    only its starting phase): evaluated once to learn the policy, again when its phase differs. ``cache``:
+    see :func:`rules.evaluate`."""
+    decision = rules.evaluate(history, cfg, now=until, cache=cache)
     phase = phases_at(entries, cfg.current_phase, until).get(decision.policy_hash or "", cfg.current_phase)
     if phase == cfg.current_phase:
         return decision
-    return rules.evaluate(history, cfg.model_copy(update={"current_phase": phase}), now=until)
+    return rules.evaluate(history, cfg.model_copy(update={"current_phase": phase}), now=until, cache=cache)
 
 
 def phase_rows(entries: list[LogEntry], start_phase: str) -> list[list[str]]:

@@ -62,14 +62,19 @@ def ordered_candidate(
     order = _introduction_order(hashes, ts_key)
     if not order:
         return order, None, None
-    recent = pd.Series(hashes[~pd.isna(hashes)][-recent_runs:]).astype(str)
-    share = recent.value_counts(normalize=True)
+    return (order, *choose_candidate(order, hashes[~pd.isna(hashes)][-recent_runs:], min_share))
+
+
+def choose_candidate(order: list[str], recent: np.ndarray, min_share: float) -> tuple[str, str | None]:
+    """(candidate, baseline) from the introduction order and the last ``recent_runs`` hashes (non-null, in
+    series order): the rule of the module docstring."""
+    share = pd.Series(recent).astype(str).value_counts(normalize=True)
     chosen = next((h for h in reversed(order) if share.get(h, 0.0) >= min_share), None)
     if chosen is None:
         rank = {h: i for i, h in enumerate(order)}
         chosen = max(share.index, key=lambda h: (share[h], rank[h]))
     i = order.index(chosen)
-    return order, chosen, (order[i - 1] if i > 0 else None)
+    return chosen, (order[i - 1] if i > 0 else None)
 
 
 def _in_series_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -100,4 +105,67 @@ def _run_key(df: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
     return run_id.astype(object).where(run_id.notna(), "").astype(str).to_numpy()
 
 
-__all__ = ["candidate_policy", "introduction_order", "ordered_candidate"]
+class LeadingHashes:
+    """The policy hashes of a history already in series order (no null timestamp), indexed once, answering
+    for its first ``n`` runs (:meth:`upto`) what :func:`introduction_order`, :func:`ordered_candidate` and a
+    policy's row positions give for those runs, without a pass over them (the decision timeline evaluates
+    the runs up to the end of every day)."""
+
+    def __init__(self, df: pd.DataFrame):
+        n = len(df)
+        hashes = df["policy_hash"].to_numpy(dtype=object) if "policy_hash" in df.columns else np.full(n, None)
+        ts_key = pd.to_datetime(df["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").view("i8")
+        self.hashes = hashes
+        self.known_rows = np.flatnonzero(~pd.isna(hashes))
+        codes, uniques = pd.factorize(hashes[self.known_rows])  # numbered by first appearance
+        _, first = np.unique(codes, return_index=True)
+        self.first_row = self.known_rows[first]  # ascending, as the numbering is by first appearance
+        self.names = [str(u) for u in uniques]
+        first_ts = ts_key[self.first_row]
+        self.by_introduction = sorted(range(len(uniques)), key=lambda i: (first_ts[i], self.names[i]))
+        grouped = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[grouped], np.arange(len(uniques) + 1))
+        self.rows_of = {
+            uniques[i]: self.known_rows[grouped[bounds[i] : bounds[i + 1]]] for i in range(len(uniques))
+        }
+
+    def upto(self, n: int) -> Leading:
+        return Leading(self, n)
+
+
+class Leading:
+    """The first ``n`` runs of a :class:`LeadingHashes` history."""
+
+    def __init__(self, index: LeadingHashes, n: int):
+        self.index, self.n = index, n
+        self.known = int(np.searchsorted(index.known_rows, n))  # how many of them have a hash
+
+    def any(self) -> bool:
+        return self.known > 0
+
+    def introduction_order(self) -> list[str]:
+        seen = int(np.searchsorted(self.index.first_row, self.n))  # hashes first seen among them
+        return [self.index.names[i] for i in self.index.by_introduction if i < seen]
+
+    def ordered_candidate(
+        self, min_share: float, *, recent_runs: int
+    ) -> tuple[list[str], str | None, str | None]:
+        order = self.introduction_order()
+        if not order:
+            return order, None, None
+        rows = self.index.known_rows[max(0, self.known - recent_runs) : self.known]
+        return (order, *choose_candidate(order, self.index.hashes[rows], min_share))
+
+    def positions_of(self, h: str) -> np.ndarray:
+        rows = self.index.rows_of.get(h)
+        return rows[: int(np.searchsorted(rows, self.n))] if rows is not None else np.zeros(0, dtype=np.intp)
+
+
+__all__ = [
+    "Leading",
+    "LeadingHashes",
+    "candidate_policy",
+    "choose_candidate",
+    "introduction_order",
+    "ordered_candidate",
+]

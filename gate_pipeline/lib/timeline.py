@@ -21,7 +21,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from gate_pipeline.lib import lifecycle
+from gate_pipeline.lib import lifecycle, rules
 from gate_pipeline.lib.lifecycle import LogEntry
 from gate_pipeline.lib.rules import Decision, DecisionConfig
 from gate_pipeline.lib.store_lock import parse_time
@@ -122,6 +122,9 @@ def build_timeline(
     if max_days:
         keys = keys.tail(max_days)
     ts = pd.to_datetime(history["timestamp"], utc=True)
+    # The history in (timestamp, run_id) order, as stored: each day's runs are its first rows, a slice
+    # instead of a copy, and per-run work (column classification, parsed metrics) is done once for all days.
+    cache = rules.prefix_cache(history) if len(keys) > 1 else None
     times = [parse_time(e.at) for e in entries]
     reuse = {}
     if previous is not None and len(previous):
@@ -140,7 +143,8 @@ def build_timeline(
             rows.append({**old, "whitelist_sha256": whitelist_sha256})
             continue
         until = (end - pd.Timedelta(microseconds=1)).to_pydatetime()
-        decision = lifecycle.evaluate_in_phase(history[ts < end], cfg, entries, until=until)
+        upto = history.iloc[: int(ts.searchsorted(end))] if cache is not None else history[ts < end]
+        decision = lifecycle.evaluate_in_phase(upto, cfg, entries, until=until, cache=cache)
         rows.append(_row(decision, date, end, chart_rule, whitelist_sha256=whitelist_sha256, **key))
         evaluated += 1
     frame = pd.DataFrame(rows, columns=COLUMNS)

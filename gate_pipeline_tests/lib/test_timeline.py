@@ -1,11 +1,12 @@
 """The decision timeline: one decision per day end, by hand on a small history; incremental equals full."""
 
+import numpy as np
 import pandas as pd
 
-from gate_pipeline.lib import analysis, lifecycle, timeline
+from gate_pipeline.lib import analysis, lifecycle, policies, rules, timeline
 from gate_pipeline.lib.reports.timeline_chart import render_timeline_chart
 from gate_pipeline.lib.storage import Store
-from gate_pipeline_tests.lib.test_rules import load, make_runs
+from gate_pipeline_tests.lib.test_rules import load, make_runs, metrics
 
 T0 = pd.Timestamp("2026-03-01T08:00:00Z")
 
@@ -119,3 +120,62 @@ def test_max_days_keeps_the_last_days_and_evaluates_only_them():
     assert frame["date"].tolist() == ["2026-03-05", "2026-03-06"]
     # The same rows a full timeline has for those days: a window, not another computation.
     pd.testing.assert_frame_equal(frame, full.tail(2).reset_index(drop=True))
+
+
+def mixed_history() -> pd.DataFrame:
+    """Three policies interleaved, runs without a hash, tied timestamps, metrics, strata and overrides: every
+    per-run path the rules have."""
+    rng = np.random.default_rng(17)
+    n = 400
+    hashes = np.where(np.arange(n) < 150, "p1", np.where(rng.random(n) < 0.5, "p2", "p3")).astype(object)
+    hashes[rng.random(n) < 0.05] = None
+    frame = pd.DataFrame(
+        {
+            "run_id": [f"r{i:04d}" for i in range(n)],
+            # two runs per timestamp, 3 h apart: days with 8 to 16 runs, ties decided by run_id
+            "timestamp": [T0 + pd.Timedelta(hours=3 * (i // 2)) for i in range(n)],
+            "policy_hash": hashes,
+            "outcome": rng.choice(["PASS", "FAIL", "WARN", None], n, p=[0.8, 0.1, 0.05, 0.05]),
+            "unknown_rate": np.where(rng.random(n) < 0.03, np.nan, rng.random(n) * 0.2),
+            "stratum": rng.choice(["pinned", "unpinned", None], n),
+            "overrides_count": pd.array(rng.integers(0, 3, n), dtype="Int64"),
+            "metrics": [metrics(p95_ms=float(rng.integers(50, 500))) if i % 7 else "" for i in range(n)],
+        }
+    )
+    return frame
+
+
+def test_prefix_cache_evaluations_equal_plain_ones():
+    """The timeline's shared per-run work (rules.prefix_cache) changes no decision: every leading part of the
+    history evaluates to the very same Decision with and without it, and the built timeline equals one built
+    day by day on copies of the runs."""
+    cfg = load("policy_constants.yaml")
+    frame = mixed_history()
+    cache = rules.prefix_cache(frame)
+    assert cache is not None
+    ts = frame["timestamp"]
+    for end in sorted(set(ts.dt.floor("D")))[1:] + [ts.max() + pd.Timedelta(hours=1)]:
+        upto = frame.iloc[: int(ts.searchsorted(end))]
+        now = end.to_pydatetime()
+        for phase in ("observe", "enforce"):
+            phased = cfg.model_copy(update={"current_phase": phase})
+            plain = rules.evaluate(upto.copy(), phased, now=now)
+            assert rules.evaluate(upto, phased, now=now, cache=cache) == plain
+    # Out of (timestamp, run_id) order: no cache, and the timeline takes the plain path with the same rows.
+    shuffled = frame.sample(frac=1, random_state=3).reset_index(drop=True)
+    assert rules.prefix_cache(shuffled) is None
+    assert build(shuffled, cfg)[0].equals(build(frame, cfg)[0])
+
+
+def test_leading_hashes_answer_as_the_policy_functions_do():
+    frame = mixed_history()
+    index = policies.LeadingHashes(frame)
+    for n in (0, 1, 2, 149, 150, 151, 233, 399, 400):
+        part, leading = frame.iloc[:n], index.upto(n)
+        assert leading.introduction_order() == policies.introduction_order(part)
+        for share, recent in ((0.2, 50), (0.6, 10), (1.0, 1)):
+            expected = policies.ordered_candidate(part, share, recent_runs=recent) if n else ([], None, None)
+            assert leading.ordered_candidate(share, recent_runs=recent) == expected
+        for h in ("p1", "p2", "p3", "p4"):
+            mask = (part["policy_hash"] == h).to_numpy(dtype=bool)
+            assert leading.positions_of(h).tolist() == np.flatnonzero(mask).tolist()

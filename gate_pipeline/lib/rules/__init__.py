@@ -55,7 +55,7 @@ from gate_pipeline.lib.rules.config import (
     load_decision_config,
     parse_decision_config,
 )
-from gate_pipeline.lib.rules.engine import evaluate, used_columns
+from gate_pipeline.lib.rules.engine import evaluate, prefix_cache, used_columns
 from gate_pipeline.lib.rules.results import (
     Decision,
     DecisionMethod,
@@ -63,6 +63,7 @@ from gate_pipeline.lib.rules.results import (
     RuleResult,
     StratumResult,
 )
+from gate_pipeline.lib.rules.values import PrefixCache
 
 __all__ = [
     "DECISION_NUMBERS",
@@ -79,6 +80,7 @@ __all__ = [
     "MinEvidenceRule",
     "Phase",
     "PolicySelection",
+    "PrefixCache",
     "RelativeRule",
     "RollbackRule",
     "RuleResult",
@@ -86,5 +88,6 @@ __all__ = [
     "evaluate",
     "load_decision_config",
     "parse_decision_config",
+    "prefix_cache",
     "used_columns",
 ]

@@ -28,7 +28,7 @@ from gate_pipeline.lib.rules.explain import _summary
 from gate_pipeline.lib.rules.fmt import iso as _iso
 from gate_pipeline.lib.rules.results import Decision, DecisionMethod, RuleResult
 from gate_pipeline.lib.rules.selection import _Selection
-from gate_pipeline.lib.rules.values import _Ctx
+from gate_pipeline.lib.rules.values import PrefixCache, _Ctx
 from gate_pipeline.lib.stats import METRICS_PREFIX
 
 
@@ -64,7 +64,7 @@ def _is_sorted(ts: pd.Series, run_id: pd.Series) -> bool:
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
-def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFrame:
+def _columns_of(runs: pd.DataFrame, columns: set[str] | None) -> pd.DataFrame:
     # Only the columns the rules read: copying and sorting a 30-column history dominated the runtime.
     keep = [c for c in runs.columns if columns is None or c in columns]
     df = runs[keep].copy(deep=False)
@@ -76,6 +76,11 @@ def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFram
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
     if "run_id" not in df.columns:
         df["run_id"] = ""
+    return df
+
+
+def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFrame:
+    df = _columns_of(runs, columns)
     # Stable order so row order of the input never changes the outcome (the stored history is usually
     # already in this order, then the sort is skipped).
     if _is_sorted(df["timestamp"], df["run_id"]):
@@ -85,18 +90,41 @@ def _prepare(runs: pd.DataFrame, columns: set[str] | None = None) -> pd.DataFram
     return df
 
 
-def evaluate(runs: pd.DataFrame, cfg: DecisionConfig, *, now: datetime | None = None) -> Decision:
+def prefix_cache(history: pd.DataFrame) -> PrefixCache | None:
+    """A :class:`PrefixCache` for evaluating leading parts of ``history`` (``history.iloc[:n]``), or None
+    when ``history`` is not in (timestamp, run_id) order (each leading part would be re-ordered first)."""
+    df = _columns_of(history, None)
+    if not _is_sorted(df["timestamp"], df["run_id"]):
+        return None
+    df.index = pd.RangeIndex(len(df))
+    return PrefixCache(df)
+
+
+def evaluate(
+    runs: pd.DataFrame,
+    cfg: DecisionConfig,
+    *,
+    now: datetime | None = None,
+    cache: PrefixCache | None = None,
+) -> Decision:
     """Evaluate the current phase's rules on the classified run table and return the Decision.
 
     ``now`` bounds the evidence window (days, time-window baselines); default: the latest run's timestamp,
-    which keeps the result a pure function of the data.  Input row order does not matter."""
-    df = _prepare(runs, used_columns(cfg))
+    which keeps the result a pure function of the data.  Input row order does not matter. ``cache``
+    (:func:`prefix_cache`): ``runs`` are the first rows of its history, in that order; per-run work is
+    shared with other evaluations of the same history."""
+    if cache is None:
+        df = _prepare(runs, used_columns(cfg))
+    elif len(runs) > len(cache.history):
+        raise ValueError("the runs are not a leading part of the cached history")
+    else:  # the same rows, already prepared and in order: a slice of the cache's copy, no copy per call
+        df = cache.leading(used_columns(cfg), len(runs))
     now_ts = None
     if now is not None:
         now_ts = pd.Timestamp(now)
         now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
-    sel = _Selection(df, cfg, now_ts)
-    ctx = _Ctx(df, cfg, now_ts)
+    sel = _Selection(df, cfg, now_ts, None if cache is None else cache.hashes(len(df)))
+    ctx = _Ctx(df, cfg, now_ts, cache)
     results: list[RuleResult] = []
     pending: list[Pending] = []
     for rule in cfg.rules_for():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gate_pipeline.lib.policies import introduction_order, ordered_candidate
+from gate_pipeline.lib.policies import Leading, introduction_order, ordered_candidate
 from gate_pipeline.lib.rules.config import DecisionConfig
 
 _NO_POSITIONS = np.zeros(0, dtype=np.intp)
@@ -19,25 +19,21 @@ class _Selection:
     hash never flips it: introduction order does not change when the old hash runs again. Evidence days run
     from the decided policy's first run to its own last run."""
 
-    def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
+    def __init__(
+        self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None, hashes: Leading | None = None
+    ):
         self.runs = runs
-        has_hash = (
-            runs["policy_hash"].notna()
-            if "policy_hash" in runs.columns
-            else pd.Series(False, index=runs.index)
-        )
-        hashes = runs["policy_hash"].where(has_hash) if "policy_hash" in runs.columns else None
-        self._hashes = hashes
-        self._has = has_hash
+        # ``hashes``: the same answers, indexed once for all leading parts of one history (the timeline).
+        self._view = hashes if hashes is not None else _FrameHashes(runs)
         # One rule for the candidate, shared with the per-policy statistics (lib/policies.py).
         self._order: list[str] = []
         self.hash: str | None = None
-        if self._hashes is not None and self._has.any():
+        if self._view.any():
             if cfg.policy.mode == "explicit":
-                self._order = introduction_order(runs)
+                self._order = self._view.introduction_order()
             else:  # the introduction order and the candidate from one ordering of the runs
-                self._order, self.hash, _ = ordered_candidate(
-                    runs, cfg.policy.min_recent_share, recent_runs=cfg.policy.recent_runs
+                self._order, self.hash, _ = self._view.ordered_candidate(
+                    cfg.policy.min_recent_share, recent_runs=cfg.policy.recent_runs
                 )
         if cfg.policy.mode == "explicit":
             self.hash = cfg.policy.policy_hash
@@ -58,10 +54,7 @@ class _Selection:
 
     def positions_of(self, h: str | None) -> np.ndarray:
         """Row positions (ascending) of the runs of policy ``h``."""
-        if h is None or self._hashes is None:
-            return _NO_POSITIONS
-        mask = (self._hashes == h).fillna(False).to_numpy(dtype=bool)
-        return np.flatnonzero(mask)
+        return _NO_POSITIONS if h is None else self._view.positions_of(h)
 
     def _previous(self) -> str | None:
         """The policy introduced just before the decided one."""
@@ -69,3 +62,29 @@ class _Selection:
             return None
         i = self._order.index(self.hash)
         return self._order[i - 1] if i > 0 else None
+
+
+class _FrameHashes:
+    """The policy hashes of ``runs`` as :class:`policies.Leading` answers for a leading part of a history."""
+
+    def __init__(self, runs: pd.DataFrame):
+        self.runs = runs
+        has_hash = runs["policy_hash"].notna() if "policy_hash" in runs.columns else None
+        self._hashes = runs["policy_hash"].where(has_hash) if has_hash is not None else None
+        self._any = has_hash is not None and bool(has_hash.any())
+
+    def any(self) -> bool:
+        return self._any
+
+    def introduction_order(self) -> list[str]:
+        return introduction_order(self.runs)
+
+    def ordered_candidate(
+        self, min_share: float, *, recent_runs: int
+    ) -> tuple[list[str], str | None, str | None]:
+        return ordered_candidate(self.runs, min_share, recent_runs=recent_runs)
+
+    def positions_of(self, h: str) -> np.ndarray:
+        if self._hashes is None:
+            return _NO_POSITIONS
+        return np.flatnonzero((self._hashes == h).fillna(False).to_numpy(dtype=bool))

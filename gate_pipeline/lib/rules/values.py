@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from gate_pipeline.lib.policies import Leading, LeadingHashes
 from gate_pipeline.lib.rules.config import _COMPARE, QUANTILES, DecisionConfig, Match
 from gate_pipeline.lib.rules.inference import Spec
 from gate_pipeline.lib.stats import METRICS_PREFIX
@@ -173,22 +174,65 @@ def _aggregate(vals: _Vals, aggregate: str, match: Match | None) -> _Agg:
     return _Agg(value, n, missing + invalid, invalid=invalid, arr=arr)
 
 
-class _Ctx:
-    """Evaluation context: each column classified once (``_Vals``), metrics JSON parsed once per needed row."""
+class PrefixCache:
+    """Per-run work shared by the evaluations of leading parts of one history (the decision timeline
+    evaluates the runs up to the end of each day): column classifications, raw column values and parsed
+    metrics, each computed once over the whole ``history`` and read at the row positions an evaluation asks
+    for. Every one of them is per row, so row i of a leading part reads exactly what it would compute itself."""
 
-    def __init__(self, runs: pd.DataFrame, cfg: DecisionConfig, now: pd.Timestamp | None):
+    def __init__(self, history: pd.DataFrame):
+        self.history = history
+        self.metrics: dict[int, dict[str, Any]] = {}
+        self.columns: dict[str, _Vals] = {}
+        self.objects: dict[str, np.ndarray] = {}
+        self._hashes: LeadingHashes | None = None
+        self._frames: dict[frozenset[str], pd.DataFrame] = {}
+
+    def leading(self, columns: set[str], n: int) -> pd.DataFrame:
+        """The first ``n`` runs, only ``columns`` (those the history has): a slice of one copy per column set."""
+        key = frozenset(columns)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = self.history[[c for c in self.history.columns if c in columns]]
+        return frame.iloc[:n]
+
+    def hashes(self, n: int) -> Leading:
+        """The policy hashes of the first ``n`` runs (:class:`policies.LeadingHashes`, indexed once)."""
+        if self._hashes is None:
+            self._hashes = LeadingHashes(self.history)
+        return self._hashes.upto(n)
+
+
+class _Ctx:
+    """Evaluation context: each column classified once (``_Vals``), metrics JSON parsed once per needed row.
+    With a ``cache`` (a :class:`PrefixCache` whose history starts with these very rows), that work is the
+    cache's, shared with other evaluations."""
+
+    def __init__(
+        self,
+        runs: pd.DataFrame,
+        cfg: DecisionConfig,
+        now: pd.Timestamp | None,
+        cache: PrefixCache | None = None,
+    ):
         self.runs = runs
         self.cfg = cfg
         self.spec = Spec.of(cfg.decision)
-        self._metrics: dict[int, dict[str, Any]] = {}
-        self._columns: dict[str, _Vals] = {}
-        self._objects: dict[str, np.ndarray] = {}
+        cache = cache or PrefixCache(runs)
+        self._base = cache.history
+        self._metrics = cache.metrics
+        self._columns = cache.columns
+        self._objects = cache.objects
         self.now = now
+
+    def _source(self, column: str) -> pd.Series:
+        """The column to read per row: the shared history's (same rows first) when it has it."""
+        return self._base[column] if column in self._base.columns else self.runs[column]
 
     def _parsed(self, pos: int) -> dict[str, Any]:
         got = self._metrics.get(pos)
         if got is None:
-            raw = self.runs["metrics"].iat[pos] if "metrics" in self.runs.columns else None
+            raw = self._source("metrics").iat[pos] if "metrics" in self.runs.columns else None
             got = {}
             if isinstance(raw, str | bytes) and raw:
                 try:
@@ -208,7 +252,7 @@ class _Ctx:
         """Raw values of a table column at ``positions`` (object array; the column must exist)."""
         arr = self._objects.get(column)
         if arr is None:
-            arr = self.runs[column].to_numpy(dtype=object)
+            arr = self._source(column).to_numpy(dtype=object)
             self._objects[column] = arr
         return arr[positions]
 
@@ -225,7 +269,7 @@ class _Ctx:
             return _Vals.empty(len(positions))
         full = self._columns.get(column)
         if full is None:
-            full = _Vals.from_series(self.runs[column])
+            full = _Vals.from_series(self._source(column))
             self._columns[column] = full
         return full.take(positions)
 
