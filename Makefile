@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m compileall -q gate_pipeline >/dev/null  # as a regular install does: CLI calls start faster
 	touch $@
 
 setup: $(VENV)/.installed

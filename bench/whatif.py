@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args(argv)
+    # Byte-compiled as an install leaves it (see run_bench.compile_package).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "gate_pipeline")], check=True)
     home = args.out.parent / "whatif-dagster-home"
     home.mkdir(parents=True, exist_ok=True)
     bench_whatif(args.out.resolve(), args.config.resolve(), home, args.cold_seconds, args.repeat)

@@ -406,7 +406,7 @@ def replay(
     from gate_pipeline.lib.stats import read_history as read_parquet_columns
 
     raw = read_history(data)
-    table = read_parquet_columns(raw, columns)
+    table = read_parquet_columns(raw, columns, use_threads=True)  # its own process: every core decodes
     stored_raw = _stored_statistics(data)
     stored = {
         name: orjson.loads(payload) for name, payload in stored_raw.items()

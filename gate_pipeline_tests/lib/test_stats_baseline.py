@@ -416,3 +416,32 @@ def test_hostile_policy_hashes_and_strata_stay_text_in_the_warning_report_and_co
         outside = text.replace(md_code(f"{evil}cand"), "")  # inside a code span it is literal text
         assert "<img" not in outside and "@org" not in outside and "](http" not in outside
         assert "&lt;img" in outside  # the warning's message names it, escaped
+
+
+def test_text_tables_are_written_as_pandas_writes_them():
+    """Tables of text cells are joined directly (lib/stats/document._plain_text_csv), byte for byte what
+    pandas' writer gives, and any cell that needs quoting (comma, quote, line break) leaves it to pandas."""
+    from gate_pipeline.lib.stats.document import _plain_text_csv
+
+    def pandas_csv(df):
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, lineterminator="\n")
+        return buf.getvalue().encode()
+
+    rng = np.random.default_rng(11)
+    plain = np.array(["ok", "p1", "", None, np.nan, "a b", "x;y", "ünï", "'", "1.5"], dtype=object)
+    special = np.array(["a,b", 'say "hi"', "a\rb", "a\nb"], dtype=object)
+    for trial in range(40):
+        cells = plain if trial % 2 else np.concatenate([plain, special[trial % 4 : trial % 4 + 1]])
+        df = pd.DataFrame({name: rng.choice(cells, 25) for name in ("side", "run_id", "why")})
+        assert S.table_csv_bytes(df) == pandas_csv(df)
+        assert (_plain_text_csv(df) is None) == (trial % 2 == 0 and df.isin(special).any().any())
+    assert _plain_text_csv(pd.DataFrame({"a": ["x", "y"], "b": ["1", None]})) == "a,b\nx,1\ny,\n"
+    # Not text only, a single column (a lone empty cell is quoted), no rows: pandas writes them.
+    for df in (
+        pd.DataFrame({"a": ["x"], "n": [1]}),
+        pd.DataFrame({"a": ["x", ""]}),
+        pd.DataFrame({"a": pd.Series([], dtype=object), "b": pd.Series([], dtype=object)}),
+    ):
+        assert _plain_text_csv(df) is None
+        assert S.table_csv_bytes(df) == pandas_csv(df)

@@ -58,11 +58,17 @@ def statistics_columns(cfg: AnalysisConfig) -> list[str]:
 
 
 def read_history(
-    source: bytes | BinaryIO, columns: Iterable[str] | None = None, *, dictionary: Iterable[str] = ()
+    source: bytes | BinaryIO,
+    columns: Iterable[str] | None = None,
+    *,
+    dictionary: Iterable[str] = (),
+    use_threads: bool = False,
 ) -> pa.Table:
     """Parquet (bytes, or a file open for reading: only the wanted column chunks are read) as an Arrow table
     holding only ``columns`` (all when None) that the file has, in file order; the ``dictionary`` columns
     dictionary-encoded (for columns of few distinct values that stay in Arrow, e.g. whitelist_sha256).
+    ``use_threads``: decode a row group's columns on every core (a reader in its own process, e.g. the
+    what-if; the pipeline's steps share a process and keep their transient buffers small).
 
     A column the file lacks stays absent, exactly as in a full read; call ``.to_pandas()`` for the frame."""
     if isinstance(source, bytes):
@@ -76,8 +82,10 @@ def read_history(
     # added ~160 MB to the peak on top of the table itself.
     file = pq.ParquetFile(source, read_dictionary=encoded, pre_buffer=False)
     if file.num_row_groups < 2:
-        return file.read(columns=names, use_threads=False)
-    parts = [file.read_row_group(i, columns=names, use_threads=False) for i in range(file.num_row_groups)]
+        return file.read(columns=names, use_threads=use_threads)
+    parts = [
+        file.read_row_group(i, columns=names, use_threads=use_threads) for i in range(file.num_row_groups)
+    ]
     return pa.concat_tables(parts)
 
 
