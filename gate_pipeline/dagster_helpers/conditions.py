@@ -60,3 +60,18 @@ def follows_parent(parent: str) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.in_progress()
         & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
     ).with_label(f"follows {parent}")
+
+
+def eager_after_series(
+    series: str = "rollout_series", parent: str = "classified_runs"
+) -> dg.AutomationCondition:
+    """``eager()``, held while ``series`` has not read its parent's newest materialization (or that parent is
+    being materialized) and is not requested in the same tick. For assets that follow the whitelist as well
+    as the series (timeline, decision): after a whitelist edit its observation comes first, and a decision
+    published then would rest on runs still classified with the old whitelist; it follows the series instead,
+    in the same request as the series when the series is requested."""
+    behind = ParentNewerThanSeen(parent) | dg.AutomationCondition.any_deps_in_progress()
+    waiting = dg.AutomationCondition.any_deps_match(
+        behind & ~dg.AutomationCondition.will_be_requested()
+    ).allow(dg.AssetSelection.assets(series))
+    return (dg.AutomationCondition.eager() & ~waiting).with_label(f"eager, after {series} caught up")

@@ -6,6 +6,7 @@ import dagster as dg
 import orjson
 import pyarrow.compute as pc
 
+from gate_pipeline.dagster_helpers.conditions import eager_after_series
 from gate_pipeline.dagster_helpers.metadata import OWNERS, readable
 from gate_pipeline.defs.lifecycle import (
     PHASE_LOG,
@@ -187,7 +188,7 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
                 "as rollout_metrics.json.",
                 owners=OWNERS,
                 kinds={"json"},
-                automation_condition=dg.AutomationCondition.eager(),
+                automation_condition=eager_after_series(),
             ),
             dg.AssetSpec(
                 "rollout_report",

@@ -4,6 +4,7 @@ import base64
 
 import dagster as dg
 
+from gate_pipeline.dagster_helpers.conditions import eager_after_series
 from gate_pipeline.dagster_helpers.metadata import OWNERS
 from gate_pipeline.defs.lifecycle import PHASE_LOG, decision_config_files, lifecycle_config
 from gate_pipeline.defs.resources import GateStorage
@@ -28,7 +29,7 @@ def build_timeline_assets() -> list:
         deps=["rollout_series", "decision_config", "analysis_config", "unknown_whitelist", PHASE_LOG],
         owners=OWNERS,
         kinds={"csv", "png"},
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=eager_after_series(),
         description="The decision as it stood at the end of each day of history (evaluated on the runs up "
         "to that day, in the phase the phase log gave the policy then): verdict, phase, evidence, the "
         "deciding rule, config and whitelist hashes. Only new days are evaluated; a config change replays "

@@ -1,11 +1,14 @@
-"""rollout_series follows classified_runs by event ids, also when a day lands in the tick the series finishes."""
+"""rollout_series follows classified_runs by event ids, also when a day lands in the tick the series finishes;
+the timeline and decision wait for the series after a whitelist edit."""
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster import DagsterRunStatus
 
 from gate_pipeline.dagster_helpers.conditions import SEEN_EVENT_ID, latest_event_id, seen_event_id
 from gate_pipeline.dagster_helpers.partitions import register_days
@@ -13,7 +16,7 @@ from gate_pipeline.definitions import build_definitions
 from gate_pipeline.defs.ingest import INGEST_CHAIN
 from gate_pipeline.settings import Settings
 from gate_pipeline.synthetic import CorpusSpec, generate
-from gate_pipeline_tests.pipeline_helpers import date_range, materialize_all, settings_for
+from gate_pipeline_tests.pipeline_helpers import CONFIG, date_range, materialize_all, settings_for
 
 SERIES = dg.AssetKey("rollout_series")
 CLASSIFIED = dg.AssetKey("classified_runs")
@@ -118,3 +121,48 @@ def test_failed_series_waits_for_the_next_classified_update_instead_of_retrying(
         _run(defs, instance, INGEST_CHAIN, partition_key=new_day)
         again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_failure.cursor)
         assert again.get_num_requested(SERIES) == 1
+
+
+@pytest.mark.slow
+def test_a_whitelist_edit_waits_for_the_series_before_the_timeline_and_decision(tmp_path):
+    """After a whitelist edit the re-classification is under way (or done) before the series has read it: the
+    timeline and the decision, which also follow the whitelist, wait for the series instead of publishing
+    a decision on runs classified with the old whitelist; then all three go in one request."""
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    history = _history(tmp_path, CorpusSpec(runs=30, days=3, seed=13))
+    settings = settings_for(history.artifacts, tmp_path, config)
+    defs = build_definitions(settings)
+    timeline, decision = dg.AssetKey("decision_timeline"), dg.AssetKey("gate_decision")
+    day = history.old_days[0]
+
+    with dg.instance_for_test() as instance:
+        assert materialize_all(settings, *date_range(history.artifacts), instance=instance).success
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.get_num_requested(timeline) == 0
+
+        whitelist = config / "unknown_whitelist.json"
+        document = json.loads(whitelist.read_text())
+        document["entries"].append(
+            {"reason": "schema_drift", "match": "exact", "class": "schema", "owner": "t"}
+        )
+        whitelist.write_text(json.dumps(document))
+        _run(defs, instance, [dg.AssetKey("unknown_whitelist")])  # the config source's observation
+        # The backfill has started: a run re-classifying a day is in progress.
+        job = defs.resolve_implicit_global_asset_job_def()
+        backfill = instance.create_run_for_job(
+            job,
+            asset_selection={CLASSIFIED},
+            tags={"dagster/partition": day},
+            status=DagsterRunStatus.STARTED,
+        )
+        waiting = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert waiting.get_num_requested(timeline) == waiting.get_num_requested(decision) == 0
+
+        # The re-classification ends; the series has not read it yet: still nothing but the series.
+        instance.report_run_failed(backfill)
+        _run(defs, instance, [CLASSIFIED], partition_key=day)
+        caught_up = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=waiting.cursor)
+        assert caught_up.get_num_requested(SERIES) == 1
+        # ... and the timeline and decision in the same request, after it.
+        assert caught_up.get_num_requested(timeline) == caught_up.get_num_requested(decision) == 1
