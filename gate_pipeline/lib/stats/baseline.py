@@ -45,7 +45,6 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from gate_pipeline.lib.policies import introduction_order
 from gate_pipeline.lib.stats.config import AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, to_jsonable
 from gate_pipeline.lib.stats.intervals import DiffCI, estimate_cols, newcombe_diff, wilson_bounds
@@ -53,9 +52,11 @@ from gate_pipeline.lib.stats.runs import (
     Runs,
     as_runs,
     candidate_label,
+    in_order,
     json_sets,
     no_nan,
     outcome_flags,
+    policy_order,
     strata_coded,
 )
 
@@ -447,34 +448,55 @@ def _exclusion_rows(h: str, b: str, per: _PerRun, sides: dict[str, tuple[str, np
     return rows
 
 
+def _as_text(values: np.ndarray) -> np.ndarray:
+    """``values.astype(str).astype(object)`` without a new str per cell when every cell is a str already
+    (then it is the same cells): at 1M runs those copies were ~60 MB a column."""
+    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    return values.astype(str).astype(object)
+
+
+def _side_order(runs: Runs, idx: np.ndarray, ts: np.ndarray, run_ids: np.ndarray) -> np.ndarray:
+    """``idx`` ordered by (timestamp, NaT last; run_id). Ascending positions of a history already in that
+    order (as stored) are in order: no sort keys (a fixed-width text copy of the run ids) are made."""
+    stored_order = isinstance(runs.df["timestamp"].dtype, pd.DatetimeTZDtype) and runs.derived(
+        ("in_order", "timestamp", "run_id"), lambda: in_order(runs.df, ["timestamp", "run_id"])
+    )
+    if stored_order and (len(idx) < 2 or bool((np.diff(idx) > 0).all())):
+        return idx
+    ts_key = np.where(np.isnat(ts[idx]), np.iinfo(np.int64).max, ts[idx].view("i8"))
+    return idx[np.lexsort((run_ids[idx].astype(str), ts_key))]
+
+
+STATUS_NAMES = np.array(["compared", "excluded", "outcome_null"], dtype=object)
+
+
 def _compared_runs(runs: Runs, per: _PerRun, sides: dict[str, tuple[str, np.ndarray]]) -> pd.DataFrame:
-    """Every run of both sides with its status, candidate first, then by (timestamp, run_id)."""
+    """Every run of both sides with its status, candidate first, then by (timestamp, run_id). The text cells
+    are the history's own str objects (a per-run table of the whole history at 1M runs)."""
     df = runs.df
     stamps = df["timestamp"]
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
         stamps = pd.to_datetime(stamps, utc=True)
     ts = stamps.to_numpy(dtype="datetime64[ns]")  # UTC instants, NaT where unknown
     run_ids = df["run_id"].to_numpy(dtype=object)
-    ordered = []
-    for side in SIDES:
-        _, idx = sides[side]
-        ts_key = np.where(np.isnat(ts[idx]), np.iinfo(np.int64).max, ts[idx].view("i8"))
-        ordered.append(idx[np.lexsort((run_ids[idx].astype(str), ts_key))])
+    ordered = [_side_order(runs, sides[side][1], ts, run_ids) for side in SIDES]
     idx = np.concatenate(ordered)
     side_of = np.repeat(np.array(SIDES, dtype=object), [len(o) for o in ordered])
     policy_of = np.repeat(np.array([sides[s][0] for s in SIDES], dtype=object), [len(o) for o in ordered])
-    status = np.where(per.excluded[idx], "excluded", np.where(per.known[idx], "compared", "outcome_null"))
+    status = np.where(per.excluded[idx], 1, np.where(per.known[idx], 0, 2))
     return pd.DataFrame(
         {
             "side": side_of,
             "policy_hash": policy_of,
-            "run_id": run_ids[idx].astype(str).astype(object),
+            "run_id": _as_text(run_ids[idx]),
             "timestamp": pd.DatetimeIndex(ts[idx]).tz_localize("UTC"),
-            "stratum": per.strata_names[per.strata_codes[idx]].astype(str).astype(object),
+            "stratum": _as_text(per.strata_names.astype(object))[per.strata_codes[idx]],
             "outcome": per.outcome[idx],
-            "status": status.astype(object),
+            "status": STATUS_NAMES[status],
             "excluded_by": per.combo_excluded_by[per.combo[idx]],
-        }
+        },
+        copy=False,  # no consolidation copy of the object columns
     )
 
 
@@ -487,11 +509,9 @@ def baseline_comparison(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | N
     docstring. Tables sorted by (policy_hash, baseline_hash, metric[, stratum]) resp. (…, side, exclusion)."""
     cfg = cfg or AnalysisConfig()
     runs = as_runs(classified)
-    df = runs.df
     metrics = list(cfg.baseline_comparison.metrics)
     candidate = candidate_label(runs, cfg)
-    has_columns = {"policy_hash", "timestamp"} <= set(df.columns) and len(df)
-    order = runs.derived(("introduction_order",), lambda: introduction_order(df)) if has_columns else []
+    order = policy_order(runs)
     pairs = [(order[i], order[i - 1]) for i in range(1, len(order))]
     baseline = dict(pairs).get(candidate) if candidate is not None else None
     status = "no_candidate" if candidate is None else ("no_baseline" if baseline is None else "ok")

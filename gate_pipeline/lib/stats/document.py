@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,11 +104,45 @@ def _escaped(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{c: df[c].map(csv_cell) for c in risky}) if risky else df
 
 
-def table_csv_bytes(df: pd.DataFrame) -> bytes:
+#: Rows per slice of a large table written as CSV (tables/compared_runs.csv lists nearly every run): the
+#: whole text (and its copies in to_csv's buffer and in the bytes) is never in memory at once.
+CSV_CHUNK_ROWS = 65_536
+
+
+def _csv_text_bytes(df: pd.DataFrame, header: bool = True) -> bytes:
     df = _escaped(df)  # formula / control chars neutralized
     if df.columns.is_unique:  # timestamps as text after escaping: digits and separators, nothing to escape
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    df.to_csv(buf, index=False, header=header, lineterminator="\n")
     return buf.getvalue().encode()
+
+
+def _formats_by_cell(col: pd.Series) -> bool:
+    """Does ``to_csv`` write each cell of ``col`` alone, so a slice of the column reads as the same text?
+    Text, numbers and booleans are; a UTC timestamp column is when every value is a whole second (it then
+    takes the same numpy path in every slice); other dtypes (pandas picks one format for a whole column of
+    dates) are not claimed."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "Obiuf":
+        return True
+    if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
+        naive = col.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        return not (naive[~np.isnat(naive)].view("i8") % 1_000_000_000).any()
+    return False
+
+
+def table_csv_chunks(df: pd.DataFrame, rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """:func:`table_csv_bytes` in consecutive pieces (the header with the first): a slice of ``rows`` rows
+    at a time when every cell's text is its own (:func:`_formats_by_cell`), else the whole table at once."""
+    sliced = len(df) > rows and df.columns.is_unique and all(_formats_by_cell(df[c]) for c in df.columns)
+    if not sliced:
+        yield _csv_text_bytes(df)
+        return
+    for start in range(0, len(df), rows):
+        yield _csv_text_bytes(df.iloc[start : start + rows], header=start == 0)
+
+
+def table_csv_bytes(df: pd.DataFrame) -> bytes:
+    return b"".join(table_csv_chunks(df))

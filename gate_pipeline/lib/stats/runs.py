@@ -12,7 +12,7 @@ import orjson
 import pandas as pd
 
 from gate_pipeline.lib.classify import parse_json_array
-from gate_pipeline.lib.policies import candidate_policy
+from gate_pipeline.lib.policies import candidate_policy, introduction_order
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
 
 
@@ -23,9 +23,11 @@ class Runs:
     Every statistics function takes a DataFrame or a ``Runs``; a DataFrame gets its own ``Runs``, so results
     are the same either way. Do not modify ``df`` while the ``Runs`` is in use."""
 
-    def __init__(self, df: pd.DataFrame):
+    def __init__(self, df: pd.DataFrame, known: Runs | None = None):
+        """``known``: a ``Runs`` of other columns of the same runs whose derived values this one takes over
+        (e.g. the candidate, derived once from the columns that decide it)."""
         self.df = df
-        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo: dict[tuple[Any, ...], Any] = dict(known._memo) if known is not None else {}
 
     def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -267,6 +269,15 @@ def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
             parts.append(uniq[c])
         out.append((tuple(reversed(parts)), idx))
     return out
+
+
+def policy_order(runs: Runs) -> list[str]:
+    """The policy hashes in introduction order (:func:`~gate_pipeline.lib.policies.introduction_order`); []
+    without runs or without the policy_hash / timestamp columns."""
+    df = runs.df
+    if not ({"policy_hash", "timestamp"} <= set(df.columns) and len(df)):
+        return []
+    return runs.derived(("introduction_order",), lambda: introduction_order(df))
 
 
 def candidate_label(runs: Runs, cfg: AnalysisConfig) -> str | None:
