@@ -90,11 +90,11 @@ def rollout_statistics(storage: GateStorage):
     tables: dict[str, str] = {}  # name -> sha256 of the CSV written
     with data.open_read(HISTORY_FILE) as source:
 
-        def read(columns: list[str]) -> pd.DataFrame:
+        def read(columns: list[str], arrow: list[str]) -> pd.DataFrame:
             # Only the columns a section reads (the file hashes and metrics JSON are most of the history's
             # bytes), a column at a time, text through its dictionary (run ids are mostly distinct).
             release_memory()  # the previous section's frame and arrays
-            return analysis.history_frame(source, columns, unique=["run_id"])
+            return analysis.history_frame(source, columns, unique=["run_id"], arrow=arrow)
 
         # One section at a time (what-if replay's compute_statistics publishes the same bytes): memory is the
         # largest section's, not the sum of them all.
@@ -106,7 +106,7 @@ def rollout_statistics(storage: GateStorage):
                 tables[name], paths[name] = _write_csv(outputs, df, "tables", f"{name}.csv")
             yield dg.MaterializeResult(asset_key=asset_name, metadata=_section_metadata(section, paths))
             del section
-        history = read(["top_reasons", "date"])
+        history = read(["top_reasons", "date"], [])
     data.write_bytes(stored_statistics.key_document(key, documents, tables), stored_statistics.KEY_FILE)
     yield from _whitelist_health_results(storage, history)
 

@@ -98,15 +98,18 @@ def test_history_frame_is_the_frame_of_the_arrow_table():
         AnalysisConfig(strata_column="policy_state", candidate_recent_runs=5),
     ],
 )
-def test_sections_one_at_a_time_from_their_own_columns_equal_compute_statistics(cfg):
+@pytest.mark.parametrize("null_run_id", [False, True])
+def test_sections_one_at_a_time_from_their_own_columns_equal_compute_statistics(cfg, null_run_id):
     history = _history(500)
+    if null_run_id:  # out of stored order; compared_runs.csv reads "None" (the run ids come from Arrow)
+        history.loc[history.index[7], "run_id"] = None
     expected = analysis.compute_statistics(history, cfg)
     source = _stored(history)
     read: list[list[str]] = []
 
-    def frame(columns):
+    def frame(columns, arrow=()):
         read.append(columns)
-        return analysis.history_frame(source, columns, unique=["run_id"])
+        return analysis.history_frame(source, columns, unique=["run_id"], arrow=arrow)
 
     documents = {"methods": analysis.methods_bytes(cfg)}
     tables = {}

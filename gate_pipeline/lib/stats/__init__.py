@@ -33,7 +33,13 @@ from gate_pipeline.lib.stats.config import (
     AnalysisConfigError,
     load_analysis_config,
 )
-from gate_pipeline.lib.stats.document import Section, table_csv_bytes, table_csv_chunks, to_jsonable
+from gate_pipeline.lib.stats.document import (
+    Section,
+    object_columns,
+    table_csv_bytes,
+    table_csv_chunks,
+    to_jsonable,
+)
 from gate_pipeline.lib.stats.intervals import (
     DiffCI,
     RateCI,
@@ -102,6 +108,7 @@ __all__ = [
     "methods_document",
     "newcombe_diff",
     "newcombe_paired_diff",
+    "object_columns",
     "paired_ratio",
     "paradox_warnings",
     "history_frame",

@@ -104,12 +104,34 @@ def _escaped(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{c: df[c].map(csv_cell) for c in risky}) if risky else df
 
 
+def _coded_or_arrow(dtype: Any) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype | pd.ArrowDtype)
+
+
+def object_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (index reset) with its Categorical and Arrow-backed columns as object columns of their cells,
+    None where missing: the cells every other table holds (tables/compared_runs.csv keeps its text columns
+    coded, the spike runs' ids come from Arrow)."""
+    out = df.reset_index(drop=True)
+    cells = {}
+    for c in out.columns:
+        dtype = out[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            cat = out[c].array
+            cells[c] = np.append(cat.categories.to_numpy(dtype=object), None)[cat.codes]  # -1 reads None
+        elif isinstance(dtype, pd.ArrowDtype):
+            cells[c] = out[c].to_numpy(dtype=object, na_value=None)
+    return out.assign(**cells) if cells else out
+
+
 #: Rows per slice of a large table written as CSV (tables/compared_runs.csv lists nearly every run): the
 #: whole text (and its copies in to_csv's buffer and in the bytes) is never in memory at once.
 CSV_CHUNK_ROWS = 65_536
 
 
 def _csv_text_bytes(df: pd.DataFrame, header: bool = True) -> bytes:
+    if df.columns.is_unique and any(_coded_or_arrow(t) for t in df.dtypes):
+        df = object_columns(df)  # the cells as text, escaped like any other
     df = _escaped(df)  # formula / control chars neutralized
     if df.columns.is_unique:  # timestamps as text after escaping: digits and separators, nothing to escape
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
@@ -121,12 +143,12 @@ def _csv_text_bytes(df: pd.DataFrame, header: bool = True) -> bytes:
 
 def _formats_by_cell(col: pd.Series) -> bool:
     """Does ``to_csv`` write each cell of ``col`` alone, so a slice of the column reads as the same text?
-    Text, numbers and booleans are; a UTC timestamp column is when every value is a whole second (it then
+    Text (also coded or in Arrow), numbers and booleans are; a UTC timestamp column is when every value is a whole second (it then
     takes the same numpy path in every slice); other dtypes (pandas picks one format for a whole column of
     dates) are not claimed."""
     dtype = col.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "Obiuf":
-        return True
+    if (isinstance(dtype, np.dtype) and dtype.kind in "Obiuf") or _coded_or_arrow(dtype):
+        return True  # (coded and Arrow columns are written as object cells)
     if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
         naive = col.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
         return not (naive[~np.isnat(naive)].view("i8") % 1_000_000_000).any()

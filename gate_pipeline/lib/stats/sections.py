@@ -102,12 +102,15 @@ def _text_cells(file: pq.ParquetFile, name: str) -> np.ndarray:
 
 
 def history_frame(
-    source: bytes | BinaryIO, columns: Iterable[str], *, unique: Iterable[str] = ()
+    source: bytes | BinaryIO, columns: Iterable[str], *, unique: Iterable[str] = (), arrow: Iterable[str] = ()
 ) -> pd.DataFrame:
     """``read_history(source, columns).to_pandas()``, the same columns, dtypes and cells, read a column at a
     time with the text columns dictionary-encoded (except ``unique``: text whose values are mostly distinct):
     the whole Arrow table and pandas' conversion copies of it are never held at once (at 1M runs the
-    statistics step read 224 MB of Arrow into a 195 MB frame with a peak ~590 MB above its start)."""
+    statistics step read 224 MB of Arrow into a 195 MB frame with a peak ~590 MB above its start).
+
+    ``arrow``: text columns kept in Arrow (``pd.ArrowDtype``), for a reader that turns only a few of their
+    cells into str (run ids: ~13 MB in Arrow at 1M runs, ~75 MB as str)."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     schema = pq.read_schema(source)
@@ -117,11 +120,17 @@ def history_frame(
     encoded = [n for n in text if n not in plain]
     file = pq.ParquetFile(source, read_dictionary=encoded or None, pre_buffer=False)
     frame: dict[str, Any] = {}
+    in_arrow = set(arrow)
     for name in names:
-        if name in text:
+        if name in text and name in in_arrow:
+            column = file.read(columns=[name], use_threads=False).column(0)
+            frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(column), copy=False)
+        elif name in text:
             frame[name] = _text_cells(file, name)
         else:
             frame[name] = file.read(columns=[name], use_threads=False).to_pandas(self_destruct=True)[name]
+        # Arrow's pool keeps the pages a column was decoded into until told otherwise (~40 MB at 1M runs).
+        pa.default_memory_pool().release_unused()
     # copy=False: no consolidation of the object columns into one block (a copy of them all).
     return pd.DataFrame(frame, columns=names, copy=False)
 
@@ -205,19 +214,31 @@ def section_columns(asset_name: str, cfg: AnalysisConfig) -> list[str]:
     return [*SECTION_COLUMNS[asset_name], "metrics" if strata.startswith(METRICS_PREFIX) else strata]
 
 
+#: Text columns a section reads only a few cells of as str (the spike runs' ids), or keeps in its tables as
+#: they are (compared_runs' ids, written as text a slice at a time): read into Arrow.
+SECTION_ARROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "unknown_spikes": ("run_id",),
+    "baseline_deltas": ("run_id",),
+}
+
+
 def compute_sections(
-    read: Callable[[list[str]], pd.DataFrame], cfg: AnalysisConfig
+    read: Callable[[list[str], list[str]], pd.DataFrame], cfg: AnalysisConfig
 ) -> Iterator[tuple[str, Section, bytes]]:
     """The sections of :func:`compute_statistics`, the same results and documents, one at a time: each from
-    ``read(columns)``, a frame of only the history columns it reads (:func:`section_columns`), so no section's
-    frame, per-run arrays or tables are held while the next is computed (at 1M runs the whole history's
-    columns and every section's arrays at once were ~450 MB). Yields (asset name, section, its document)."""
-    policies = Runs(read(list(POLICY_COLUMNS)))
+    ``read(columns, arrow)``, a frame of only the history columns it reads (:func:`section_columns`; the
+    ``arrow`` ones as ``pd.ArrowDtype``, e.g. :func:`history_frame`), so no section's frame, per-run arrays
+    or tables are held while the next is computed (at 1M runs the whole history's columns and every
+    section's arrays at once were ~450 MB). Yields (asset name, section, its document)."""
+    # The policies' order and the candidate read the run ids of tied timestamps only.
+    policies = Runs(read(list(POLICY_COLUMNS), ["run_id"]))
     candidate_label(policies, cfg)
     policy_order(policies)
     policies.df = pd.DataFrame()  # only the derived values are taken over (a slice would keep the columns)
     for asset_name, compute in SECTIONS.items():
-        section = compute(Runs(read(section_columns(asset_name, cfg)), known=policies), cfg)
+        frame = read(section_columns(asset_name, cfg), list(SECTION_ARROW_COLUMNS.get(asset_name, ())))
+        section = compute(Runs(frame, known=policies), cfg)
+        del frame
         yield asset_name, section, _json(section.document)
 
 
