@@ -154,9 +154,9 @@ Coded = tuple[np.ndarray, np.ndarray]  # (per-row code, label per code), as pd.f
 
 
 def labels_coded(runs: Runs, column: str, null_label: str) -> Coded:
-    """:func:`column_labels` factorized (computed once per ``runs``)."""
+    """:func:`column_labels` factorized (computed once per ``runs``; the labels themselves are not kept)."""
     key = ("labels_coded", column, null_label)
-    return runs.derived(key, lambda: factorize(column_labels(runs, column, null_label)))
+    return runs.derived(key, lambda: factorize(group_labels(runs.df[column], null_label).to_numpy()))
 
 
 def policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
@@ -164,9 +164,9 @@ def policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
 
 
 def strata_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
-    """:func:`strata_of` factorized (computed once per ``runs``)."""
+    """:func:`strata_of` factorized (computed once per ``runs``; the strata themselves are not kept)."""
     key = ("strata_coded", cfg.strata_column, cfg.strata_missing_label)
-    return runs.derived(key, lambda: factorize(strata_of(runs, cfg)))
+    return runs.derived(key, lambda: factorize(stratum_series(runs.df, cfg).to_numpy()))
 
 
 def code_counts(coded: Coded) -> dict[str, int]:
