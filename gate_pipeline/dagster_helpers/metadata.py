@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from gate_pipeline.lib.stats.document import object_columns
 from gate_pipeline.lib.tables import column_descriptions
 
 OWNERS = ["team:data-platform"]
@@ -27,7 +28,7 @@ def readable(value: float, digits: int = 4) -> float:
 def frame_markdown(df: pd.DataFrame, max_rows: int = 40) -> dg.MarkdownMetadataValue:
     if df.empty:
         return dg.MetadataValue.md("_no rows_")
-    shown = df.head(max_rows)
+    shown = object_columns(df.head(max_rows))  # coded (Categorical) columns shown as their cells
     text = shown.to_markdown(index=False)
     if len(df) > max_rows:
         text += f"\n\n_{len(df) - max_rows} more rows in the stored table_"

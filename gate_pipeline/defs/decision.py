@@ -19,7 +19,7 @@ from gate_pipeline.defs.lifecycle import (
 from gate_pipeline.defs.resources import GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
 from gate_pipeline.defs.statistics import STATISTICS_DESCRIPTIONS
-from gate_pipeline.lib import analysis, lifecycle, published, reports, rules, timeline
+from gate_pipeline.lib import analysis, lifecycle, provenance, published, reports, rules, timeline
 from gate_pipeline.lib.memory import release_memory
 from gate_pipeline.lib.provenance import PROVENANCE_LABELS, changed_inputs
 from gate_pipeline.lib.reports import decision_svg
@@ -209,10 +209,13 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
         cfg_now, _ = storage.decision_config()
         data, outputs = storage.data(), storage.outputs()
         with data.open_read(HISTORY_FILE) as source:
+            # Nothing of the history is whole in memory but the frame the rules read: the manifest is hashed
+            # a row group at a time, the frame read a column at a time (text through its dictionary), and
             # whitelist_sha256 (a few versions, 64 characters a run) stays dictionary-encoded in Arrow.
-            table = analysis.read_history(
-                source, published.history_columns(cfg_now), dictionary=["whitelist_sha256"]
-            )
+            manifest = provenance.stored_manifest_sha256(source)
+            release_memory()  # the pages the manifest's row groups were decoded into
+            frame = analysis.history_frame(source, published.frame_columns(cfg_now), unique=["run_id"])
+            table = analysis.read_history(source, ["whitelist_sha256"], dictionary=["whitelist_sha256"])
         statistics = read_statistics(storage)
         whitelist = storage.whitelist()
         entries = lifecycle.read_log(outputs, cfg_now.phase_order)
@@ -224,7 +227,10 @@ def build_decision_assets(cfg: rules.DecisionConfig, phases: list[str] | None = 
             whitelist_sha256=whitelist.sha256,
             config=decision_config_files(storage),
             statistics=statistics,
+            manifest_sha256=manifest,
+            frame=frame,
         )
+        del frame  # made.history is the same frame
         decision, hashes, doc, payload = made.decision, made.hashes, made.document, made.payload
         phase_history = phase_history_table(entries, decision, cfg_now)
         path = outputs.write_bytes(payload, "rollout_metrics.json")

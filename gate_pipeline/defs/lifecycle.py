@@ -9,8 +9,8 @@ import dagster as dg
 from gate_pipeline.dagster_helpers.metadata import OWNERS
 from gate_pipeline.defs.resources import ANALYSIS_FILE, GateStorage
 from gate_pipeline.defs.series import HISTORY_FILE
-from gate_pipeline.lib import analysis, lifecycle, published, rules
-from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, provenance
+from gate_pipeline.lib import lifecycle, published, rules
+from gate_pipeline.lib.provenance import provenance, stored_manifest_sha256
 from gate_pipeline.lib.reports.markdown_table import markdown_table
 from gate_pipeline.lib.storage import sha256_bytes
 from gate_pipeline.settings import Settings
@@ -31,8 +31,10 @@ def evidence_now(storage: GateStorage) -> dict[str, str]:
     """The provenance a decision would carry if made now: stored runs, whitelist, config, code version."""
     data = storage.data()
     with data.open_read(HISTORY_FILE) as source:
-        history = analysis.read_history(source, set(MANIFEST_COLUMNS))
-    return provenance(history, storage.whitelist().sha256, decision_config_files(storage))
+        manifest = stored_manifest_sha256(source)  # a row group at a time
+    return provenance(
+        None, storage.whitelist().sha256, decision_config_files(storage), manifest_sha256=manifest
+    )
 
 
 def decision_config_files(storage: GateStorage) -> dict[str, bytes]:

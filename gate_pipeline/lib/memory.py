@@ -25,9 +25,11 @@ def _malloc_trim():
         return None
 
 
-def release_memory() -> None:
-    """Collect garbage, then return free pages of Arrow's pool and of the C heap to the OS."""
-    gc.collect()
+def release_memory(collect: bool = True) -> None:
+    """Collect garbage (unless ``collect`` is False: what was freed by reference counting alone, without a
+    collection's pass over every object), then return free pages of Arrow's pool and of the C heap to the OS."""
+    if collect:
+        gc.collect()
     pa.default_memory_pool().release_unused()
     trim = _malloc_trim()
     if trim is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from gate_pipeline import __version__
 from gate_pipeline.lib.storage import sha256_bytes
@@ -31,7 +33,11 @@ def _manifest_cells(col: pd.Series) -> np.ndarray | None:
 
 
 def _is_text(col: pa.ChunkedArray) -> bool:
-    return pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)
+    return _is_text_type(col.type)
+
+
+def _is_text_type(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
 
 
 def _arrow_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -52,27 +58,99 @@ def _arrow_manifest_sha256(table: pa.Table) -> str | None:
     cols = [table.column(c) for c in MANIFEST_COLUMNS]
     if not all(map(_is_text, cols)):
         return None
-    tab = pa.scalar("\t", pa.large_string())
     order = _order_by_first(cols[0])
     if order is None:
-        lines = pc.binary_join_element_wise(*map(_arrow_text, cols), tab)
+        lines = pc.binary_join_element_wise(*map(_arrow_text, cols), pa.scalar("\t", pa.large_string()))
         order = pc.sort_indices(lines)
         cols = [lines]
     # The sorted lines joined by "\n", hashed a slice at a time.
     digest = hashlib.sha256()
     for start in range(0, len(order), _MANIFEST_CHUNK):
         at = order[start : start + _MANIFEST_CHUNK]
-        part = [_arrow_text(c.take(at)) for c in cols]
-        lines = part[0] if len(part) == 1 else pc.binary_join_element_wise(*part, tab)
-        # Each line with "\n" after it, contiguous in one buffer (the text's last "\n" is left out).
-        ended = pc.binary_join_element_wise(
-            lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
-        ).combine_chunks()
-        offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)
-        first, last = int(offsets[ended.offset]), int(offsets[ended.offset + len(ended)])
-        end = last - 1 if start + len(at) == len(order) else last
-        digest.update(memoryview(ended.buffers()[2])[first:end])
+        _hash_lines(digest, [c.take(at) for c in cols], last=start + len(at) == len(order))
     return digest.hexdigest()
+
+
+def _hash_lines(digest, cols: list, *, last: bool) -> None:
+    """Feed ``digest`` the manifest lines of these rows of the (text) columns, each followed by "\n" except
+    the text's last line (``last``): contiguous in one buffer, no Python str per line."""
+    tab = pa.scalar("\t", pa.large_string())
+    part = [_arrow_text(c) for c in cols]
+    lines = part[0] if len(part) == 1 else pc.binary_join_element_wise(*part, tab)
+    ended = pc.binary_join_element_wise(
+        lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+    ).combine_chunks()
+    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64)
+    first, end = int(offsets[ended.offset]), int(offsets[ended.offset + len(ended)])
+    digest.update(memoryview(ended.buffers()[2])[first : end - 1 if last else end])
+
+
+def file_manifest_sha256(source: BinaryIO) -> str | None:
+    """:func:`artifact_manifest_sha256` of a stored history (parquet, a file open for reading), read a row
+    group at a time: the manifest columns (~220 bytes a run) are never whole in memory. The history is in
+    time order and a run_path starts with its day, so the manifest's order (by run_path) differs only
+    locally: the lines of the row groups read so far wait in a buffer until no later row group can hold a
+    smaller run_path, then are hashed in order. None when the run_paths alone do not give the order (null,
+    repeated, or a character at or below the tab) or a column is missing or not text: then hash the table."""
+    file = pq.ParquetFile(source, pre_buffer=False)
+    schema = file.schema_arrow
+    names = list(MANIFEST_COLUMNS)
+    if not set(names) <= set(schema.names):
+        return None
+    if not all(_is_text_type(schema.field(n).type) for n in names):
+        return None
+    if pa.types.is_null(schema.field(names[0]).type):
+        return None
+    groups = [i for i in range(file.num_row_groups) if file.metadata.row_group(i).num_rows]
+    # The smallest run_path of each row group and of all that follow it.
+    lows = [
+        pc.min(file.read_row_group(i, columns=names[:1], use_threads=False).column(0)).as_py() for i in groups
+    ]
+    if any(low is None for low in lows):
+        return None
+    for k in range(len(lows) - 2, -1, -1):
+        lows[k] = min(lows[k], lows[k + 1])  # code point order is UTF-8 byte order (Arrow's)
+    digest = hashlib.sha256()
+    waiting: pa.Table | None = None
+    hashed = 0
+    for k, i in enumerate(groups):
+        part = file.read_row_group(i, columns=names, use_threads=False)
+        run_path = part.column(0)
+        if run_path.null_count or pc.any(pc.match_substring_regex(run_path, "[\\x00-\\x09]")).as_py():
+            return None
+        lines = pc.binary_join_element_wise(
+            *map(_arrow_text, part.columns), pa.scalar("\t", pa.large_string())
+        )
+        new = pa.table({"run_path": run_path, "line": lines})
+        waiting = new if waiting is None else pa.concat_tables([waiting, new])
+        if k + 1 < len(groups):
+            ready = pc.less(waiting.column(0), pa.scalar(lows[k + 1], waiting.schema.field(0).type))
+            batch, waiting = waiting.filter(ready), waiting.filter(pc.invert(ready))
+        else:
+            batch, waiting = waiting, None
+        if not batch.num_rows:
+            continue
+        batch = batch.take(pc.sort_indices(batch.column(0)))
+        keys = batch.column(0)
+        if len(keys) > 1 and not pc.all(pc.greater(keys[1:], keys[:-1])).as_py():
+            return None  # a repeated run_path: the whole lines decide the order
+        if hashed:
+            digest.update(b"\n")
+        _hash_lines(digest, [batch.column(1)], last=True)
+        hashed += batch.num_rows
+    return digest.hexdigest()
+
+
+def stored_manifest_sha256(source: BinaryIO) -> str:
+    """:func:`artifact_manifest_sha256` of a stored history file (open for reading): a row group at a time
+    (:func:`file_manifest_sha256`) when its run_paths give the order, else from its manifest columns read whole."""
+    digest = file_manifest_sha256(source)
+    if digest is not None:
+        return digest
+    names = pq.read_schema(source).names
+    return artifact_manifest_sha256(
+        pq.read_table(source, columns=[c for c in MANIFEST_COLUMNS if c in names])
+    )
 
 
 def _order_by_first(run_path: pa.ChunkedArray) -> pa.Array | None:
@@ -120,13 +198,14 @@ def config_sha256(parts: dict[str, bytes]) -> str:
 
 
 def provenance(
-    history: pd.DataFrame | pa.Table,
+    history: pd.DataFrame | pa.Table | None,
     whitelist_sha256: str,
     config_files: dict[str, bytes],
     *,
     manifest_sha256: str | None = None,
 ) -> dict[str, str]:
-    """``manifest_sha256``: :func:`artifact_manifest_sha256` of ``history`` when the caller has it already."""
+    """``manifest_sha256``: :func:`artifact_manifest_sha256` of ``history`` when the caller has it already
+    (``history`` is then not read and may be None)."""
     return {
         "artifact_manifest_sha256": artifact_manifest_sha256(history)
         if manifest_sha256 is None

@@ -95,7 +95,8 @@ def decide(
     manifest_sha256: str | None = None,
     frame: pd.DataFrame | None = None,
 ) -> Published:
-    """The decision over the stored history ``table`` (at least :func:`history_columns`) in the phase the
+    """The decision over the stored history ``table`` (at least :func:`history_columns`, less the frame's
+    when ``frame`` is given and the manifest's when ``manifest_sha256`` is) in the phase the
     log gives the decided policy, and rollout_metrics.json with ``statistics`` and the provenance.
     ``decision``: one already evaluated on the same rule columns, config and log (not evaluated again; its
     warnings come from these ``statistics``). ``manifest_sha256``: the history's artifact manifest hash when

@@ -4,9 +4,12 @@ import io
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gate_pipeline.lib import analysis
+from gate_pipeline.lib.escape import csv_frame
 from gate_pipeline.lib.stats import AnalysisConfig, Runs
 from gate_pipeline.lib.storage import parquet_bytes
 from gate_pipeline_tests.lib.test_stats import classified
@@ -66,6 +69,78 @@ def test_sections_from_the_stored_columns_and_shared_runs_equal_the_full_history
     runs = Runs(history)
     for other in (AnalysisConfig(strata_column="policy_state", null_group_label="-"), cfg):
         assert _section_bytes(runs, other) == _section_bytes(history, other)
+
+
+def _stored(history: pd.DataFrame, row_group_size: int = 64) -> io.BytesIO:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(history, preserve_index=False), buf, row_group_size=row_group_size)
+    buf.seek(0)
+    return buf
+
+
+def test_history_frame_is_the_frame_of_the_arrow_table():
+    history = _history()
+    source = _stored(history)
+    columns = [*analysis.statistics_columns(AnalysisConfig()), "metrics", "nowhere"]
+    expected = analysis.read_history(source, columns).to_pandas()
+    for unique in ([], ["run_id"], ["run_id", "outcome", "top_reasons"]):
+        frame = analysis.history_frame(source, columns, unique=unique)
+        pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+        for c in expected.columns:  # the same cells: str and None, not NaN
+            assert list(map(type, frame[c])) == list(map(type, expected[c])), c
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AnalysisConfig(),
+        AnalysisConfig(strata_column="metrics.arm", recurrence_min_runs=1),
+        AnalysisConfig(strata_column="policy_state", candidate_recent_runs=5),
+    ],
+)
+@pytest.mark.parametrize("null_run_id", [False, True])
+def test_sections_one_at_a_time_from_their_own_columns_equal_compute_statistics(cfg, null_run_id):
+    history = _history(500)
+    if null_run_id:  # out of stored order; compared_runs.csv reads "None" (the run ids come from Arrow)
+        history.loc[history.index[7], "run_id"] = None
+    expected = analysis.compute_statistics(history, cfg)
+    source = _stored(history)
+    read: list[list[str]] = []
+
+    def frame(columns, arrow=()):
+        read.append(columns)
+        return analysis.history_frame(source, columns, unique=["run_id"], arrow=arrow)
+
+    documents = {"methods": analysis.methods_bytes(cfg)}
+    tables = {}
+    for asset_name, section, document in analysis.compute_sections(frame, cfg):
+        assert section.name == expected.sections[asset_name].name
+        documents[section.name] = document
+        tables |= {name: analysis.table_csv_bytes(df) for name, df in section.tables.items()}
+    assert documents == expected.documents and list(documents) == list(expected.documents)
+    assert tables == expected.tables()
+    assert all(len(columns) < len(analysis.statistics_columns(cfg)) for columns in read)
+
+
+def test_table_csv_chunks_join_to_the_whole_table():
+    ts = pd.Series(pd.to_datetime(["2026-03-01T00:00:01Z", None, "2026-03-02T10:00:00Z"] * 5, utc=True))
+    frame = pd.DataFrame(
+        {
+            "t": ts,
+            "s": ["a", "=1+2", None, "b,c", 'q"', "x\ny", "", "+z", "ok", "-1", "é", "a", "b", "c", "d"],
+            "x": [1.5, None, 2.0, 1e-20, 3.0] * 3,
+            "i": range(15),
+            "b": [True, False, True] * 5,
+        }
+    )
+    whole = analysis.table_csv_bytes(frame)
+    assert whole == _pandas_csv(csv_frame(frame).assign(t=frame["t"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00")))
+    for rows in (1, 2, 4, 14):
+        pieces = list(analysis.table_csv_chunks(frame, rows))
+        assert b"".join(pieces) == whole and len(pieces) == -(-len(frame) // rows)
+    # A column pandas formats as a whole (sub-second timestamps) is written in one piece.
+    finer = frame.assign(t=ts + pd.Timedelta(milliseconds=5))
+    assert list(analysis.table_csv_chunks(finer, 2)) == [_pandas_csv(csv_frame(finer))]
 
 
 def test_read_history_keeps_absent_columns_absent():

@@ -5,6 +5,7 @@ The large chart's render time is measured in bench/ (bench/unit_timings.py), not
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from pathlib import Path
@@ -14,11 +15,17 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gate_pipeline.lib import provenance as provenance_lib
 from gate_pipeline.lib import reports
-from gate_pipeline.lib.provenance import MANIFEST_COLUMNS, artifact_manifest_sha256
+from gate_pipeline.lib.provenance import (
+    MANIFEST_COLUMNS,
+    artifact_manifest_sha256,
+    file_manifest_sha256,
+    stored_manifest_sha256,
+)
 from gate_pipeline.lib.reports import (
     CHART_MAX_POINTS,
     chart_key,
@@ -388,6 +395,40 @@ def test_artifact_manifest_hash_from_arrow_equals_the_frame():
     # A column that is not text takes the frame's path (str() of each value).
     numbers = df.assign(metrics_sha256=range(6))
     assert artifact_manifest_sha256(pa.Table.from_pandas(numbers)) == artifact_manifest_sha256(numbers)
+
+
+def _parquet(rows: list[tuple], row_group_size: int) -> io.BytesIO:
+    buf = io.BytesIO()
+    table = pa.Table.from_pandas(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)), preserve_index=False)
+    pq.write_table(table, buf, row_group_size=row_group_size)
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 1000])
+def test_manifest_hash_of_the_stored_file_a_row_group_at_a_time(size):
+    # Time order is not run_path order: a run_path smaller than ones already read comes in a later row group.
+    paths = [
+        "2026-03-01/r5",
+        "2026-03-01/r2",
+        "2026-03-02/r1",
+        "2026-03-01/r9",
+        "é/r",
+        "2026-03-03/r0",
+        "e/r",
+    ]
+    rows = [(p, f"g{i}", None if i % 2 else f"d{i}", "m") for i, p in enumerate(paths)]
+    assert file_manifest_sha256(_parquet(rows, size)) == _manifest_by_hand(rows)
+    assert stored_manifest_sha256(_parquet(rows, size)) == _manifest_by_hand(rows)
+    assert stored_manifest_sha256(_parquet(rows[:0], size)) == hashlib.sha256(b"").hexdigest()
+    # Where run_paths alone do not give the order, the file is hashed whole, to the same hash.
+    for odd in (
+        [*rows, ("2026-03-01/r2", "g0", None, "m")],  # repeated (in another row group)
+        [*rows, ("2026-03-01/r2\x01", "g", None, "m")],  # a character at or below the tab
+        [*rows, (None, "g", None, "m")],  # null
+    ):
+        assert file_manifest_sha256(_parquet(odd, size)) is None
+        assert stored_manifest_sha256(_parquet(odd, size)) == _manifest_by_hand(odd)
 
 
 def test_chart_key_follows_everything_the_chart_draws():

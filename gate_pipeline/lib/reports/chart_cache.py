@@ -95,15 +95,18 @@ def chart_inputs(history: pd.DataFrame, statistics: dict) -> tuple[pd.DataFrame,
     spikes = statistics.get("spikes", {})
     bounds = {p["policy_hash"]: p["bound"] for p in spikes.get("by_policy", []) if p.get("bound") is not None}
     if bounds:
-        labels = (
-            history["policy_hash"]
-            .astype(object)
-            .where(history["policy_hash"].notna(), spikes["null_group_label"])
-        )
-        is_spike = history["unknown_rate"].gt(labels.map(bounds).astype(float)).fillna(False)
+        # Each run's bound through the codes of its policy (null: the null label), not a lookup per run.
+        hashes = history["policy_hash"].to_numpy(dtype=object)
+        codes, uniques = pd.factorize(hashes, use_na_sentinel=True, size_hint=1024)
+        labels = [*uniques.tolist(), spikes["null_group_label"]]  # code -1 reads the null label
+        bound = np.array([bounds.get(label, np.nan) for label in labels], dtype=float)[codes]
+        rates = history["unknown_rate"].to_numpy(dtype=float, na_value=np.nan)
+        is_spike = rates > bound  # NaN on either side: not a spike
     else:
-        is_spike = False
-    series = history[["timestamp", "run_id", "unknown_rate"]].assign(is_spike=is_spike)
+        is_spike = np.zeros(len(history), dtype=bool)
+    # The columns themselves (selecting a list of columns, then assign, copied them twice).
+    columns = {c: history[c] for c in ("timestamp", "run_id", "unknown_rate")}
+    series = pd.DataFrame({**columns, "is_spike": is_spike}, index=history.index, copy=False)
     threshold = statistics.get("warn_threshold", {}).get("threshold")
     median = statistics.get("warn_threshold", {}).get("median")
     return series, median, threshold

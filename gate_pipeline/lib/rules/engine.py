@@ -67,7 +67,11 @@ _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 def _columns_of(runs: pd.DataFrame, columns: set[str] | None) -> pd.DataFrame:
     # Only the columns the rules read: copying and sorting a 30-column history dominated the runtime.
     keep = [c for c in runs.columns if columns is None or c in columns]
-    df = runs[keep].copy(deep=False)
+    if runs.columns.is_unique:
+        # The columns themselves, not copies (selecting a list of columns copied them: ~55 MB at 1M runs).
+        df = pd.DataFrame({c: runs[c] for c in keep}, index=runs.index, copy=False)
+    else:
+        df = runs[keep].copy(deep=False)
     if "timestamp" not in df.columns and len(df) == 0:
         df["timestamp"] = pd.Series([], dtype="datetime64[ns, UTC]")
     if "timestamp" not in df.columns:

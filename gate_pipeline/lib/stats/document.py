@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,15 +105,42 @@ def _escaped(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{c: df[c].map(csv_cell) for c in risky}) if risky else df
 
 
-def table_csv_bytes(df: pd.DataFrame) -> bytes:
+def _coded_or_arrow(dtype: Any) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype | pd.ArrowDtype)
+
+
+def object_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (index reset) with its Categorical and Arrow-backed columns as object columns of their cells,
+    None where missing: the cells every other table holds (tables/compared_runs.csv keeps its text columns
+    coded, the spike runs' ids come from Arrow)."""
+    out = df.reset_index(drop=True)
+    cells = {}
+    for c in out.columns:
+        dtype = out[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            cat = out[c].array
+            cells[c] = np.append(cat.categories.to_numpy(dtype=object), None)[cat.codes]  # -1 reads None
+        elif isinstance(dtype, pd.ArrowDtype):
+            cells[c] = out[c].to_numpy(dtype=object, na_value=None)
+    return out.assign(**cells) if cells else out
+
+
+#: Rows per slice of a large table written as CSV (tables/compared_runs.csv lists nearly every run): the
+#: whole text (and its copies in to_csv's buffer and in the bytes) is never in memory at once.
+CSV_CHUNK_ROWS = 65_536
+
+
+def _csv_text_bytes(df: pd.DataFrame, header: bool = True) -> bytes:
+    if df.columns.is_unique and any(_coded_or_arrow(t) for t in df.dtypes):
+        df = object_columns(df)  # the cells as text, escaped like any other
     df = _escaped(df)  # formula / control chars neutralized
     if df.columns.is_unique:  # timestamps as text after escaping: digits and separators, nothing to escape
         texts = {c: t for c in df.columns if (t := _utc_seconds_text(df[c])) is not None}
         df = df.assign(**texts) if texts else df
-    text = _plain_text_csv(df)
+    text = _plain_text_csv(df, header)
     if text is None:
         buf = io.StringIO()
-        df.to_csv(buf, index=False, lineterminator="\n")
+        df.to_csv(buf, index=False, header=header, lineterminator="\n")
         text = buf.getvalue()
     return text.encode()
 
@@ -120,7 +148,7 @@ def table_csv_bytes(df: pd.DataFrame) -> bytes:
 _CSV_SPECIAL = re.compile('[,"\r\n]')
 
 
-def _plain_text_csv(df: pd.DataFrame) -> str | None:
+def _plain_text_csv(df: pd.DataFrame, header: bool = True) -> str | None:
     """``df.to_csv(index=False, lineterminator="\\n")``, the same text, for a table of text cells (or empty ones)
     none of which needs quoting: rows joined directly, ~3x faster than pandas' writer on the 100k-row
     tables/compared_runs.csv. None for any other table (pandas writes it)."""
@@ -143,4 +171,34 @@ def _plain_text_csv(df: pd.DataFrame) -> str | None:
         columns.append(np.where(pd.isna(values), "", values).tolist())
     if any(_CSV_SPECIAL.search(text) for text in ("\0".join(names), *("\0".join(col) for col in columns))):
         return None
-    return ",".join(names) + "\n" + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+    head = ",".join(names) + "\n" if header else ""
+    return head + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _formats_by_cell(col: pd.Series) -> bool:
+    """Does ``to_csv`` write each cell of ``col`` alone, so a slice of the column reads as the same text?
+    Text (also coded or in Arrow), numbers and booleans are; a UTC timestamp column is when every value is a whole second (it then
+    takes the same numpy path in every slice); other dtypes (pandas picks one format for a whole column of
+    dates) are not claimed."""
+    dtype = col.dtype
+    if (isinstance(dtype, np.dtype) and dtype.kind in "Obiuf") or _coded_or_arrow(dtype):
+        return True  # (coded and Arrow columns are written as object cells)
+    if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
+        naive = col.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        return not (naive[~np.isnat(naive)].view("i8") % 1_000_000_000).any()
+    return False
+
+
+def table_csv_chunks(df: pd.DataFrame, rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """:func:`table_csv_bytes` in consecutive pieces (the header with the first): a slice of ``rows`` rows
+    at a time when every cell's text is its own (:func:`_formats_by_cell`), else the whole table at once."""
+    sliced = len(df) > rows and df.columns.is_unique and all(_formats_by_cell(df[c]) for c in df.columns)
+    if not sliced:
+        yield _csv_text_bytes(df)
+        return
+    for start in range(0, len(df), rows):
+        yield _csv_text_bytes(df.iloc[start : start + rows], header=start == 0)
+
+
+def table_csv_bytes(df: pd.DataFrame) -> bytes:
+    return b"".join(table_csv_chunks(df))

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from gate_pipeline.lib.classify import parse_json_array
-from gate_pipeline.lib.policies import candidate_policy
+from gate_pipeline.lib.policies import candidate_policy, introduction_order
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
 
 
@@ -23,14 +24,30 @@ class Runs:
     Every statistics function takes a DataFrame or a ``Runs``; a DataFrame gets its own ``Runs``, so results
     are the same either way. Do not modify ``df`` while the ``Runs`` is in use."""
 
-    def __init__(self, df: pd.DataFrame):
+    def __init__(self, df: pd.DataFrame, known: Runs | None = None):
+        """``known``: a ``Runs`` of other columns of the same runs whose derived values this one takes over
+        (e.g. the candidate, derived once from the columns that decide it)."""
         self.df = df
-        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo: dict[tuple[Any, ...], Any] = dict(known._memo) if known is not None else {}
 
     def derived(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+
+#: The hash table pd.factorize starts with: a column's distinct values are few (policies, strata, outcomes,
+#: JSON lists), and one sized for every run cost ~30 MB at 1M runs. It grows when they are not; the codes are
+#: the same.
+FEW = 1024
+
+
+def factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values)`` (codes by first appearance, -1 for null; the distinct values as an array) for
+    values with few distinct ones."""
+    if isinstance(values, pd.Series | pd.Index):
+        values = values.to_numpy()  # a Series' own factorize takes no size_hint
+    return pd.factorize(values, use_na_sentinel=True, size_hint=FEW)
 
 
 def as_runs(classified: pd.DataFrame | Runs) -> Runs:
@@ -57,7 +74,7 @@ def json_sets(runs: Runs, column: str) -> tuple[np.ndarray, list[list[str]]]:
     distinct (code, ...) combinations replaces exploding every row."""
 
     def compute() -> tuple[np.ndarray, list[list[str]]]:
-        codes, uniques = pd.factorize(runs.df[column].astype(object), use_na_sentinel=True)
+        codes, uniques = factorize(runs.df[column].astype(object, copy=False))
         return codes, [sorted(set(parse_json_array(u)[0])) for u in uniques]
 
     return runs.derived(("json_sets", column), compute)
@@ -115,7 +132,7 @@ def group_labels(series: pd.Series, null_label: str) -> pd.Series:
     values = series.to_numpy(dtype=object)
     if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
         # Text (or null) cells: str() of a str is itself, so only the nulls change; no str() per cell.
-        labels = np.where(pd.isna(values), null_label, values).astype(object)
+        labels = np.where(pd.isna(values), null_label, values).astype(object, copy=False)
         return pd.Series(labels, index=series.index, name=series.name, dtype=object)
     return series.astype(object).where(series.notna(), null_label).astype(str)
 
@@ -137,9 +154,9 @@ Coded = tuple[np.ndarray, np.ndarray]  # (per-row code, label per code), as pd.f
 
 
 def labels_coded(runs: Runs, column: str, null_label: str) -> Coded:
-    """:func:`column_labels` factorized (computed once per ``runs``)."""
+    """:func:`column_labels` factorized (computed once per ``runs``; the labels themselves are not kept)."""
     key = ("labels_coded", column, null_label)
-    return runs.derived(key, lambda: pd.factorize(column_labels(runs, column, null_label)))
+    return runs.derived(key, lambda: factorize(group_labels(runs.df[column], null_label).to_numpy()))
 
 
 def policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
@@ -147,9 +164,9 @@ def policy_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
 
 
 def strata_coded(runs: Runs, cfg: AnalysisConfig) -> Coded:
-    """:func:`strata_of` factorized (computed once per ``runs``)."""
+    """:func:`strata_of` factorized (computed once per ``runs``; the strata themselves are not kept)."""
     key = ("strata_coded", cfg.strata_column, cfg.strata_missing_label)
-    return runs.derived(key, lambda: pd.factorize(strata_of(runs, cfg)))
+    return runs.derived(key, lambda: factorize(stratum_series(runs.df, cfg).to_numpy()))
 
 
 def code_counts(coded: Coded) -> dict[str, int]:
@@ -168,7 +185,7 @@ def stratum_series(df: pd.DataFrame, cfg: AnalysisConfig) -> pd.Series:
         key = col[len(METRICS_PREFIX) :]
         if "metrics" not in df.columns:
             raise KeyError(f"strata_column {col!r}: the run table has no 'metrics' column")
-        codes, uniques = pd.factorize(df["metrics"].astype(object), use_na_sentinel=True)
+        codes, uniques = factorize(df["metrics"].astype(object, copy=False))
         vals = []
         for u in uniques:
             try:
@@ -198,7 +215,7 @@ def outcome_flags(runs: Runs, cfg: AnalysisConfig) -> tuple[np.ndarray, np.ndarr
 
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # upper-case each distinct value once, not every row
-        codes, uniques = pd.factorize(runs.df["outcome"].astype(object), use_na_sentinel=True)
+        codes, uniques = factorize(runs.df["outcome"].astype(object, copy=False))
         up = [str(u).upper() for u in uniques]
         warn = np.array([u in cfg.warn_outcomes for u in up] + [False], dtype=bool)
         fail = np.array([u in cfg.fail_outcomes for u in up] + [False], dtype=bool)
@@ -209,7 +226,7 @@ def outcome_flags(runs: Runs, cfg: AnalysisConfig) -> tuple[np.ndarray, np.ndarr
 
 def rates_of(runs: Runs) -> pd.Series:
     return runs.derived(
-        ("rates",), lambda: pd.to_numeric(runs.df["unknown_rate"], errors="coerce").astype(float)
+        ("rates",), lambda: pd.to_numeric(runs.df["unknown_rate"], errors="coerce").astype(float, copy=False)
     )
 
 
@@ -229,12 +246,14 @@ def in_order(df: pd.DataFrame, cols: list[str]) -> bool:
                 return False
         elif isinstance(s.dtype, pd.DatetimeTZDtype):
             v = s.to_numpy(dtype="datetime64[ns]")  # the UTC instants, which is what sorting compares
+        elif isinstance(s.dtype, pd.ArrowDtype) and pa.types.is_string(s.dtype.pyarrow_dtype):
+            v = s.array  # compared in Arrow (UTF-8 byte order is str order): no str per cell
         else:
             v = s.to_numpy()
         prev, nxt = v[:-1][tie], v[1:][tie]
-        if (nxt < prev).any():
+        if np.asarray(nxt < prev, dtype=bool).any():
             return False
-        tie[tie] = nxt == prev
+        tie[tie] = np.asarray(nxt == prev, dtype=bool)
         if not tie.any():
             break
     return True
@@ -251,13 +270,15 @@ def sort_cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
     """(key values, row positions ascending) per distinct combination of the factorized key columns."""
-    codes = np.zeros(len(keys[0][0]), dtype=np.int64)
-    names = []
-    for c, uniq in keys:
+    codes = np.asarray(keys[0][0], dtype=np.int64)  # the first key's codes as they are (no copy)
+    names = [keys[0][1]]
+    for c, uniq in keys[1:]:
         codes = codes * len(uniq) + c
         names.append(uniq)
     order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    in_order = codes[order]
+    bounds = np.flatnonzero(in_order[1:] != in_order[:-1]) + 1
+    del in_order
     out = []
     for idx in np.split(order, bounds) if len(order) else []:
         code = int(codes[idx[0]])
@@ -267,6 +288,15 @@ def groups(*keys: Coded) -> list[tuple[tuple[Any, ...], np.ndarray]]:
             parts.append(uniq[c])
         out.append((tuple(reversed(parts)), idx))
     return out
+
+
+def policy_order(runs: Runs) -> list[str]:
+    """The policy hashes in introduction order (:func:`~gate_pipeline.lib.policies.introduction_order`); []
+    without runs or without the policy_hash / timestamp columns."""
+    df = runs.df
+    if not ({"policy_hash", "timestamp"} <= set(df.columns) and len(df)):
+        return []
+    return runs.derived(("introduction_order",), lambda: introduction_order(df))
 
 
 def candidate_label(runs: Runs, cfg: AnalysisConfig) -> str | None:

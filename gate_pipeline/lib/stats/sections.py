@@ -9,10 +9,11 @@ arrays they share are derived once.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -24,7 +25,7 @@ from gate_pipeline.lib.stats.classes import class_section
 from gate_pipeline.lib.stats.config import METRICS_PREFIX, AnalysisConfig
 from gate_pipeline.lib.stats.document import Section, table_csv_bytes, to_jsonable
 from gate_pipeline.lib.stats.risk import risk_section
-from gate_pipeline.lib.stats.runs import Runs
+from gate_pipeline.lib.stats.runs import Runs, candidate_label, policy_order
 from gate_pipeline.lib.stats.spikes import spike_section
 from gate_pipeline.lib.stats.strata import strata_section
 from gate_pipeline.lib.stats.summary import unknown_rate_section
@@ -89,6 +90,59 @@ def read_history(
     return pa.concat_tables(parts)
 
 
+def _text_cells(file: pq.ParquetFile, name: str) -> np.ndarray:
+    """A text column as the object array ``to_pandas`` gives (str cells, None for null), read a row group at
+    a time. Dictionary-encoded: one str object per distinct value of each chunk, not one per row. Plain
+    (mostly distinct values): without ``to_pandas``' de-duplication (its table of every distinct string cost
+    more than the strings themselves)."""
+    out = np.empty(file.metadata.num_rows, dtype=object)
+    start = 0
+    for i in range(file.num_row_groups):
+        for chunk in file.read_row_group(i, columns=[name], use_threads=False).column(0).chunks:
+            if pa.types.is_dictionary(chunk.type):
+                values = np.append(chunk.dictionary.to_numpy(zero_copy_only=False), None)  # last: null
+                cells = values[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()]
+            else:
+                cells = chunk.to_numpy(zero_copy_only=False)
+            out[start : start + len(chunk)] = cells
+            start += len(chunk)
+    return out
+
+
+def history_frame(
+    source: bytes | BinaryIO, columns: Iterable[str], *, unique: Iterable[str] = (), arrow: Iterable[str] = ()
+) -> pd.DataFrame:
+    """``read_history(source, columns).to_pandas()``, the same columns, dtypes and cells, read a column at a
+    time with the text columns dictionary-encoded (except ``unique``: text whose values are mostly distinct):
+    the whole Arrow table and pandas' conversion copies of it are never held at once (at 1M runs the
+    statistics step read 224 MB of Arrow into a 195 MB frame with a peak ~590 MB above its start).
+
+    ``arrow``: text columns kept in Arrow (``pd.ArrowDtype``), for a reader that turns only a few of their
+    cells into str (run ids: ~13 MB in Arrow at 1M runs, ~75 MB as str)."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    schema = pq.read_schema(source)
+    wanted, plain = set(columns), set(unique)
+    names = [n for n in schema.names if n in wanted]
+    text = [n for n in names if pa.types.is_string(schema.field(n).type)]
+    encoded = [n for n in text if n not in plain]
+    file = pq.ParquetFile(source, read_dictionary=encoded or None, pre_buffer=False)
+    frame: dict[str, Any] = {}
+    in_arrow = set(arrow)
+    for name in names:
+        if name in text and name in in_arrow:
+            column = file.read(columns=[name], use_threads=False).column(0)
+            frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(column), copy=False)
+        elif name in text:
+            frame[name] = _text_cells(file, name)
+        else:
+            frame[name] = file.read(columns=[name], use_threads=False).to_pandas(self_destruct=True)[name]
+        # Arrow's pool keeps the pages a column was decoded into until told otherwise (~40 MB at 1M runs).
+        pa.default_memory_pool().release_unused()
+    # copy=False: no consolidation of the object columns into one block (a copy of them all).
+    return pd.DataFrame(frame, columns=names, copy=False)
+
+
 SECTIONS = {
     "unknown_rate_stats": unknown_rate_section,
     "class_frequencies": class_section,
@@ -121,12 +175,92 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+#: What decides the candidate policy and the introduction order of policies (:func:`candidate_label`,
+#: :func:`policy_order`): derived once by :func:`compute_sections`, not by each section from its own frame.
+POLICY_COLUMNS = ("policy_hash", "timestamp", "run_id")
+
+#: The history columns each section of :data:`SECTIONS` reads, besides the strata column
+#: (:func:`section_columns`) and what :data:`POLICY_COLUMNS` decide. A section given a frame of only these
+#: (and the policies derived from those) computes what it computes from the whole history.
+SECTION_COLUMNS: dict[str, tuple[str, ...]] = {
+    "unknown_rate_stats": ("policy_hash", "unknown_rate"),
+    "class_frequencies": ("policy_hash", "unknown_classes", "top_reasons", "non_whitelisted_reasons"),
+    "unknown_spikes": (
+        "policy_hash",
+        "run_id",
+        "timestamp",
+        "date",
+        "outcome",
+        "unknown_rate",
+        "top_reasons",
+    ),
+    "risk_measures": ("outcome", "top_reasons", "whitelisted_classes", "non_whitelisted_reasons"),
+    "stratum_metrics": (
+        "policy_hash",
+        "outcome",
+        "unknown_rate",
+        "warn_count",
+        "fail_count",
+        "unknown_count",
+        "overrides_count",
+        "unknown_causes",
+    ),
+    "warn_threshold": (
+        "policy_hash",
+        "outcome",
+        "unknown_rate",
+        "whitelisted_classes",
+        "non_whitelisted_reasons",
+    ),
+    "baseline_deltas": ("policy_hash", "run_id", "timestamp", "outcome", "unknown_classes"),
+}
+
+
+def section_columns(asset_name: str, cfg: AnalysisConfig) -> list[str]:
+    """The history columns the section ``asset_name`` of :data:`SECTIONS` reads under ``cfg``."""
+    strata = cfg.strata_column
+    return [*SECTION_COLUMNS[asset_name], "metrics" if strata.startswith(METRICS_PREFIX) else strata]
+
+
+#: Text columns a section reads only a few cells of as str (the spike runs' ids), or keeps in its tables as
+#: they are (compared_runs' ids, written as text a slice at a time): read into Arrow.
+SECTION_ARROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "unknown_spikes": ("run_id",),
+    "baseline_deltas": ("run_id",),
+}
+
+
+def compute_sections(
+    read: Callable[[list[str], list[str]], pd.DataFrame], cfg: AnalysisConfig
+) -> Iterator[tuple[str, Section, bytes]]:
+    """The sections of :func:`compute_statistics`, the same results and documents, one at a time: each from
+    ``read(columns, arrow)``, a frame of only the history columns it reads (:func:`section_columns`; the
+    ``arrow`` ones as ``pd.ArrowDtype``, e.g. :func:`history_frame`), so no section's frame, per-run arrays
+    or tables are held while the next is computed (at 1M runs the whole history's columns and every
+    section's arrays at once were ~450 MB). Yields (asset name, section, its document)."""
+    # The policies' order and the candidate read the run ids of tied timestamps only.
+    policies = Runs(read(list(POLICY_COLUMNS), ["run_id"]))
+    candidate_label(policies, cfg)
+    policy_order(policies)
+    policies.df = pd.DataFrame()  # only the derived values are taken over (a slice would keep the columns)
+    for asset_name, compute in SECTIONS.items():
+        frame = read(section_columns(asset_name, cfg), list(SECTION_ARROW_COLUMNS.get(asset_name, ())))
+        section = compute(Runs(frame, known=policies), cfg)
+        del frame
+        yield asset_name, section, _json(section.document)
+
+
+def methods_bytes(cfg: AnalysisConfig) -> bytes:
+    """statistics/methods.json as :func:`compute_statistics` writes it."""
+    return _json(to_jsonable(methods_document(cfg)))
+
+
 def compute_statistics(history: pd.DataFrame, cfg: AnalysisConfig) -> Statistics:
     """Every section of :data:`SECTIONS` over ``history`` (at least :func:`statistics_columns`), sharing one
     :class:`Runs`; the rollout_statistics asset and what-if replay both publish exactly this."""
     runs = Runs(history)  # per-run arrays the sections share (outcome flags, labels, parsed JSON)
     # methods: embedded as statistics.methods in rollout_metrics.json
-    documents = {"methods": _json(to_jsonable(methods_document(cfg)))}
+    documents = {"methods": methods_bytes(cfg)}
     sections = {}
     for asset_name, compute in SECTIONS.items():
         section = sections[asset_name] = compute(runs, cfg)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from gate_pipeline.lib.distributions import median_abs_deviation
 from gate_pipeline.lib.stats.config import AnalysisConfig
-from gate_pipeline.lib.stats.document import Section, to_jsonable
+from gate_pipeline.lib.stats.document import Section, object_columns, to_jsonable
 from gate_pipeline.lib.stats.intervals import (
     fail_comparison,
     fail_comparison_columns,
@@ -106,7 +106,7 @@ def spikes(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None = None) -
     by_policy = sort_cols(pd.DataFrame(policies, columns=BY_POLICY_COLUMNS), ["policy_hash"])
     by_reason = sort_cols(pd.DataFrame(reasons, columns=_SPIKE_REASON_COLUMNS), ["policy_hash", "reason"])
     sort_keys = [c for c in ("timestamp", "run_id") if c in cols]
-    spike_runs = classified.loc[is_spike, cols].assign(bound=bound_of_run[is_spike]).reset_index(drop=True)
+    spike_runs = object_columns(classified.loc[is_spike, cols]).assign(bound=bound_of_run[is_spike])
     spike_runs = sort_cols(spike_runs, sort_keys) if sort_keys else spike_runs
     candidate = candidate_label(runs, cfg)
     row = by_policy[by_policy["policy_hash"] == candidate] if candidate is not None else by_policy.iloc[0:0]

@@ -15,7 +15,7 @@ from gate_pipeline.lib.stats.intervals import estimate_cols, newcombe_diff, wils
 from gate_pipeline.lib.stats.runs import (
     Runs,
     as_runs,
-    column_labels,
+    factorize,
     groups,
     no_nan,
     outcome_flags,
@@ -23,7 +23,6 @@ from gate_pipeline.lib.stats.runs import (
     rates_of,
     sort_cols,
     strata_coded,
-    strata_of,
 )
 
 
@@ -96,7 +95,7 @@ class _CauseCounter:
         if values is None:
             self.codes, self.parsed = np.full(n, -1, dtype=np.intp), []
             return
-        self.codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+        self.codes, uniques = factorize(values.astype(object, copy=False))
         self.parsed = [self._parse(u) for u in uniques]
 
     @staticmethod
@@ -146,13 +145,13 @@ def stratum_metrics(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None 
     z = cfg.z
     runs = as_runs(classified)
     classified = runs.df
-    ph = column_labels(runs, "policy_hash", cfg.null_group_label)
-    strata = strata_of(runs, cfg)
     known, is_warn, is_fail = outcome_flags(runs, cfg)
     warn, fail = known & is_warn, known & is_fail
     rate = rates_of(runs).to_numpy()
     drift = {
-        dst: pd.to_numeric(classified[src], errors="coerce").astype(float).to_numpy()
+        dst: pd.to_numeric(classified[src], errors="coerce").to_numpy(
+            dtype=float
+        )  # no copy of a float column
         if src in classified
         else np.full(len(classified), np.nan)
         for src, dst in (
@@ -162,7 +161,7 @@ def stratum_metrics(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None 
             ("overrides_count", "ov"),
         )
     }
-    causes = _CauseCounter(classified.get("unknown_causes"), len(ph))
+    causes = _CauseCounter(classified.get("unknown_causes"), len(classified))
 
     rows = []
     counts: dict[tuple[str, str | None, str], tuple[int, int]] = {}
@@ -218,7 +217,9 @@ def stratum_metrics(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None 
         summarise("policy_hash_stratum", h, s, idx)
     table = no_nan(_scope_sorted(pd.DataFrame(rows, columns=STRATUM_COLUMNS), ["policy_hash", "stratum"]))
 
-    observed = sorted(pd.unique(strata).tolist())
+    observed = sorted(
+        strata_coded(runs, cfg)[1].tolist()
+    )  # the distinct strata, without a pass over every run
     pairs: list[tuple[str, str]] = []
     for a, b in cfg.strata_comparisons:
         if (a, b) not in pairs and a != b:
@@ -229,7 +230,7 @@ def stratum_metrics(classified: pd.DataFrame | Runs, cfg: AnalysisConfig | None 
                 if (a, b) not in pairs and (b, a) not in pairs:
                     pairs.append((a, b))
     scopes: list[tuple[str, str | None]] = [("stratum", None)] + [
-        ("policy_hash_stratum", h) for h in sorted(pd.unique(ph).tolist())
+        ("policy_hash_stratum", h) for h in sorted(policy_coded(runs, cfg)[1].tolist())
     ]
     drows = []
     for scope, h in scopes:

@@ -23,14 +23,10 @@ def _quantile_sorted(seg: np.ndarray, q: float) -> float:
     return val if frac == 0.0 else val + (float(seg[lo + 1]) - val) * frac
 
 
-def _order_stats(
-    values: np.ndarray, codes: np.ndarray, by_value: np.ndarray, count: np.ndarray
-) -> np.ndarray:
+def _order_stats(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Per group code: min, median, p95, max of the non-null values, bit-identical to pandas' groupby
-    min / median / quantile(0.95) / max (no signed zeros). ``by_value``: positions of the non-null values,
-    stably sorted by value. Groups without values get NaN."""
-    order = by_value[np.argsort(codes[by_value], kind="stable")]  # by group, then value, then position
-    ordered = values[order]
+    min / median / quantile(0.95) / max (no signed zeros). ``ordered``: the non-null values by group code,
+    then value (:func:`_by_group_and_value`). Groups without values get NaN."""
     out = np.full((len(count), 4), np.nan)
     start = 0
     for code, n in enumerate(count.tolist()):
@@ -67,9 +63,14 @@ SUMMARY_COLUMNS = [
 INTERVAL_QUANTILES = (("median", 0.5), ("p95", 0.95))
 
 
-def _sorted_segments(values: np.ndarray, codes: np.ndarray, by_value: np.ndarray, count: np.ndarray):
-    """Per group code: its non-null values sorted ascending."""
-    ordered = values[by_value[np.argsort(codes[by_value], kind="stable")]]
+def _by_group_and_value(values: np.ndarray, codes: np.ndarray, by_value: np.ndarray) -> np.ndarray:
+    """The non-null values by group code, then value (then position). ``by_value``: positions of the non-null
+    values, stably sorted by value."""
+    return values[by_value[np.argsort(codes[by_value], kind="stable")]]
+
+
+def _sorted_segments(ordered: np.ndarray, count: np.ndarray):
+    """Per group code: its non-null values sorted ascending (views of ``ordered``)."""
     return np.split(ordered, np.cumsum(count)[:-1])
 
 
@@ -101,8 +102,11 @@ def unknown_rate_summary(
     runs = as_runs(runs)
     by = list(by) if by is not None else ["policy_hash", "stratum"]
     rates = rates_of(runs)
-    overall = np.full(len(runs.df), "all", dtype=object)
-    frames = [("overall", pd.factorize(overall))]
+    n_runs = len(runs.df)
+    # What pd.factorize of a column of "all" gives, without a hash table over every run.
+    frames = [
+        ("overall", (np.zeros(n_runs, dtype=np.intp), np.array(["all"] if n_runs else [], dtype=object)))
+    ]
     for col in by:
         if col == "stratum":
             frames.append(("stratum", strata_coded(runs, cfg)))
@@ -116,15 +120,19 @@ def unknown_rate_summary(
     # 0.0 and -0.0 tie: which one a group's min / max / median is then depends on pandas' internals.
     signed_zero = bool((valid & (values == 0) & np.signbit(values)).any())
     for name, (codes, names) in frames:
-        g = rates.groupby(codes, sort=True)  # integer codes group faster than the label strings
+        # The codes as a Categorical: pandas groups by them as they are (an integer key is hashed again).
+        g = rates.groupby(
+            pd.Categorical.from_codes(codes, categories=range(len(names))), sort=True, observed=True
+        )
         size = np.bincount(codes, minlength=len(names))
         count = np.bincount(codes[valid], minlength=len(names))
         mean = g.mean().to_numpy()  # pandas' compensated per-group sum
+        ordered = _by_group_and_value(values, codes, by_value)
         if signed_zero:
             order_stats = np.column_stack([g.min(), g.median(), g.quantile(0.95), g.max()])
         else:
-            order_stats = _order_stats(values, codes, by_value, count)
-        segments = _sorted_segments(values, codes, by_value, count)
+            order_stats = _order_stats(ordered, count)
+        segments = _sorted_segments(ordered, count)
         for code, label in enumerate(names):
             n = int(count[code])
             stat = [*order_stats[code], mean[code]]
@@ -143,6 +151,7 @@ def unknown_rate_summary(
                     **_interval_cols(segments[code], cfg.confidence_level),
                 }
             )
+        del g, ordered, segments  # not held while the next grouping computes its own
     if not rows:  # empty input: one explicit overall row
         rows.append(
             {
