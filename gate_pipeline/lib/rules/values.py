@@ -189,11 +189,17 @@ class PrefixCache:
         self._frames: dict[frozenset[str], pd.DataFrame] = {}
 
     def leading(self, columns: set[str], n: int) -> pd.DataFrame:
-        """The first ``n`` runs, only ``columns`` (those the history has): a slice of one copy per column set."""
+        """The first ``n`` runs, only ``columns`` (those the history has): a slice of one frame per column set."""
         key = frozenset(columns)
         frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[key] = self.history[[c for c in self.history.columns if c in columns]]
+            names = [c for c in self.history.columns if c in columns]
+            if self.history.columns.is_unique:  # the history's own columns, not copies
+                keep = {c: self.history[c] for c in names}
+                frame = pd.DataFrame(keep, index=self.history.index, copy=False)
+            else:
+                frame = self.history[names]
+            self._frames[key] = frame
         return frame.iloc[:n]
 
     def hashes(self, n: int) -> Leading:
